@@ -1,0 +1,21 @@
+// Package v1beta1 holds the ASMMeshConfig API: which data-plane clusters get their own
+// istiod, with what settings, and how far each one got.
+// +kubebuilder:object:generate=true
+// +groupName=istio.alibabacloud.com
+package v1beta1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this API.
+	GroupVersion = schema.GroupVersion{Group: "istio.alibabacloud.com", Version: "v1beta1"}
+
+	// SchemeBuilder registers the API's types with a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the API's types to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

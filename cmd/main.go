@@ -1,0 +1,80 @@
+// The manager of remote-istiod-operator: it runs in the mesh cluster and keeps an
+// istiod in every data-plane cluster named in the ASMMeshConfig "default".
+package main
+
+import (
+	"flag"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/manager"
+)
+
+func main() {
+	var (
+		opts        manager.Options
+		metricsAddr string
+		probeAddr   string
+		leaderElect bool
+	)
+	flag.StringVar(&opts.Settings.Namespace, "control-plane-namespace", "istio-system",
+		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
+	flag.StringVar(&opts.Settings.Hub, "istio-hub", "docker.io/istio", "Default image registry of istiod when the ASMMeshConfig sets no spec.hub.")
+	flag.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Default Istio version when the ASMMeshConfig sets no spec.version.")
+	flag.IntVar(&opts.Workers, "cluster-workers", 8, "How many data-plane clusters are reconciled at once.")
+	flag.BoolVar(&opts.AllowExecCredentials, "allow-exec-credentials", false, "Let kubeconfigs in remote secrets run exec plugins and auth providers.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the liveness and readiness probes.")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		log.Error(err, "building scheme")
+		os.Exit(1)
+	}
+	if err := v1beta1.AddToScheme(scheme); err != nil {
+		log.Error(err, "building scheme")
+		os.Exit(1)
+	}
+	opts.Scheme = scheme
+	opts.Manager = ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "remote-istiod-operator.istio.alibabacloud.com",
+		LeaderElectionNamespace: opts.Settings.Namespace,
+		Cache:                   manager.LocalCacheOptions(opts.Settings.Namespace),
+	}
+	mgr, err := manager.New(ctrl.GetConfigOrDie(), opts)
+	if err != nil {
+		log.Error(err, "creating the manager")
+		os.Exit(1)
+	}
+	if err := mgr.GetLocalManager().AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "adding health check")
+		os.Exit(1)
+	}
+	if err := mgr.GetLocalManager().AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "adding readiness check")
+		os.Exit(1)
+	}
+	log.Info("starting", "namespace", opts.Settings.Namespace, "istioVersion", opts.Settings.Version)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+

@@ -1,0 +1,182 @@
+// Package apply writes rendered objects into a cluster with server-side apply under one
+// field manager, skips requests it knows would change nothing, and prunes what the
+// operator owns but no longer renders.
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// FieldOwner is the one field manager the operator applies with.
+const FieldOwner = "remote-istiod-operator"
+
+// NotOwnedError says an object of the same name exists and the operator did not create
+// it: the operator never takes over or deletes what it did not create.
+type NotOwnedError struct{ Kind, Namespace, Name string }
+
+func (e *NotOwnedError) Error() string {
+	where := e.Name
+	if e.Namespace != "" {
+		where = e.Namespace + "/" + e.Name
+	}
+	return fmt.Sprintf("%s %s already exists and was not created by the operator; remove it or switch the cluster off", e.Kind, where)
+}
+
+// Ownership decides which objects are the operator's in one cluster.
+type Ownership struct {
+	// Labels every owned object carries; pruning deletes only objects that have all.
+	Labels map[string]string
+	// ManagedByKey/Value mark objects any instance of the operator created.
+	ManagedByKey, ManagedByValue string
+}
+
+func (o Ownership) owns(obj metav1.Object) bool {
+	for k, v := range o.Labels {
+		if obj.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+type applied struct{ hash, resourceVersion string }
+
+// Applier remembers the result of its last apply of each object, so a resync that finds
+// the object unchanged since then sends nothing. It is safe for concurrent use.
+type Applier struct {
+	mu   sync.Mutex
+	last map[string]applied
+}
+
+// New returns an Applier with an empty memory.
+func New() *Applier { return &Applier{last: map[string]applied{}} }
+
+// Result counts what one Apply did.
+type Result struct{ Applied, Unchanged int }
+
+func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) string {
+	return fmt.Sprintf("%s|%s|%s|%s", cluster, gvk.String(), ns, name)
+}
+
+// Apply writes objs in order into a cluster. reader should be the cluster's cache;
+// writer talks to its API server. It stops at the first error so objects that depend
+// on earlier ones (a Deployment on its ServiceAccount) are never applied without them.
+func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
+	var res Result
+	for _, obj := range objs {
+		gvk := obj.GetObjectKind().GroupVersionKind()
+		key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
+		raw, err := json.Marshal(obj)
+		if err != nil {
+			return res, err
+		}
+		sum := sha256.Sum256(raw)
+		hash := hex.EncodeToString(sum[:])
+
+		live := &metav1.PartialObjectMetadata{}
+		live.SetGroupVersionKind(gvk)
+		err = reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return res, fmt.Errorf("reading %s %s: %w", gvk.Kind, obj.GetName(), err)
+		case live.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
+			return res, &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+		}
+		if live != nil && a.remembered(key) == (applied{hash, live.ResourceVersion}) {
+			res.Unchanged++
+			continue
+		}
+
+		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return res, err
+		}
+		u := &unstructured.Unstructured{Object: content}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u.Object, "status")
+		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return res, fmt.Errorf("applying %s %s: %w", gvk.Kind, obj.GetName(), err)
+		}
+		a.remember(key, applied{hash, u.GetResourceVersion()})
+		res.Applied++
+	}
+	return res, nil
+}
+
+func (a *Applier) remembered(key string) applied {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last[key]
+}
+
+func (a *Applier) remember(key string, v applied) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last[key] = v
+}
+
+// Forget drops the memory of one cluster, for example when its client is replaced.
+func (a *Applier) Forget(cluster string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.last {
+		if len(k) > len(cluster) && k[:len(cluster)+1] == cluster+"|" {
+			delete(a.last, k)
+		}
+	}
+}
+
+// Prune deletes the owned objects of the given kinds that keep does not name, and
+// returns how many owned objects of those kinds remain. reader lists (a cache is fine:
+// a later pass catches what it had not seen yet).
+func (a *Applier) Prune(ctx context.Context, cluster string, reader client.Reader, writer client.Client, own Ownership,
+	kinds []schema.GroupVersionKind, keep []client.Object) (remaining int, err error) {
+	wanted := map[string]bool{}
+	for _, o := range keep {
+		wanted[memoryKey(cluster, o.GetObjectKind().GroupVersionKind(), o.GetNamespace(), o.GetName())] = true
+	}
+	for _, gvk := range kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := reader.List(ctx, list, client.MatchingLabels(own.Labels)); err != nil {
+			return remaining, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			item := &list.Items[i]
+			key := memoryKey(cluster, gvk, item.Namespace, item.Name)
+			if wanted[key] {
+				continue
+			}
+			if !own.owns(item) {
+				continue
+			}
+			remaining++
+			if item.DeletionTimestamp != nil {
+				continue
+			}
+			item.SetGroupVersionKind(gvk)
+			err := writer.Delete(ctx, item, client.Preconditions{UID: &item.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if err != nil && !apierrors.IsNotFound(err) {
+				return remaining, fmt.Errorf("deleting %s %s: %w", gvk.Kind, item.Name, err)
+			}
+			a.mu.Lock()
+			delete(a.last, key)
+			a.mu.Unlock()
+		}
+	}
+	return remaining, nil
+}

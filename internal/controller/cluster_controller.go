@@ -1,0 +1,338 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+)
+
+// Timeouts that keep one slow cluster from holding a worker.
+const (
+	probeTimeout = 10 * time.Second
+	applyTimeout = 60 * time.Second
+	// resyncInterval re-checks a healthy cluster, so a connection that broke while
+	// nothing changed is still reported.
+	resyncInterval = 5 * time.Minute
+)
+
+// ClusterReconciler brings one data-plane cluster in line with its entry of the
+// ASMMeshConfig: requests are keyed by cluster ID, so clusters progress independently.
+type ClusterReconciler struct {
+	Local    client.Client
+	Scheme   *runtime.Scheme
+	Clusters *remotecluster.Provider
+	Applier  *apply.Applier
+	Recorder events.EventRecorder
+	Settings render.Settings
+}
+
+// clusterWork is what one reconcile of one cluster knows.
+type clusterWork struct {
+	id     string
+	mc     *v1beta1.ASMMeshConfig
+	status v1beta1.ClusterStatus
+	remote cluster.Cluster
+}
+
+func (w *clusterWork) set(typ string, ok bool, reason, format string, args ...any) {
+	setCondition(&w.status.Conditions, w.mc.Generation, typ, ok, reason, format, args...)
+}
+
+// Reconcile implements the per-cluster loop: connect, render, apply, prune, report.
+func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Request) (ctrl.Result, error) {
+	id := string(req.ClusterName)
+	if id == "" {
+		return ctrl.Result{}, nil
+	}
+	log := logf.FromContext(ctx).WithValues("cluster", id)
+	ctx = logf.IntoContext(ctx, log)
+
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := r.Local.Get(ctx, types.NamespacedName{Name: v1beta1.DefaultName}, mc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	w := &clusterWork{id: id, mc: mc, status: v1beta1.ClusterStatus{ClusterID: id, ObservedGeneration: mc.Generation}}
+	if prev := clusterStatus(mc, id); prev != nil {
+		w.status = *prev.DeepCopy()
+		w.status.ObservedGeneration = mc.Generation
+	}
+	_, wanted := mc.Spec.ExternalIstiodConfigurations[id]
+	if !wanted || mc.DeletionTimestamp != nil {
+		return r.reconcileRemoval(ctx, w)
+	}
+	result, err := r.reconcileInstall(ctx, w)
+	r.setReady(w)
+	if serr := applyClusterStatus(ctx, r.Local, mc, id, &w.status); serr != nil {
+		return ctrl.Result{}, errors.Join(err, fmt.Errorf("writing status of cluster %s: %w", id, serr))
+	}
+	return result, err
+}
+
+func (r *ClusterReconciler) setReady(w *clusterWork) {
+	for _, typ := range []string{v1beta1.ConditionConnected, v1beta1.ConditionApplied, v1beta1.ConditionIstiodReady} {
+		c := meta.FindStatusCondition(w.status.Conditions, typ)
+		if c == nil {
+			w.set(v1beta1.ConditionReady, false, ReasonPending, "waiting for %s", typ)
+			return
+		}
+		if c.Status != metav1.ConditionTrue {
+			w.set(v1beta1.ConditionReady, false, c.Reason, "%s", c.Message)
+			return
+		}
+	}
+	w.set(v1beta1.ConditionReady, true, ReasonReady, "istiod is ready with %d/%d replicas", w.status.ReadyReplicas, w.status.DesiredReplicas)
+}
+
+// connect finds the cluster's client and proves its API server answers.
+func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
+	ns := r.Settings.Namespace
+	state, found := r.Clusters.Lookup(w.id)
+	switch {
+	case !found:
+		w.set(v1beta1.ConditionConnected, false, ReasonRemoteSecretAbsent,
+			"no Istio remote secret (label istio/multiCluster=true) in namespace %s has a data key %q; add the cluster to the mesh, for example with istioctl create-remote-secret", ns, w.id)
+		r.event(w, corev1.EventTypeWarning, ReasonRemoteSecretAbsent, "no remote secret provides cluster %s", w.id)
+		return ctrl.Result{}, nil // a remote secret event wakes this cluster up
+	case state.Problem != "":
+		w.set(v1beta1.ConditionConnected, false, ReasonInvalidKubeconfig, "%s; fix the remote secret", state.Problem)
+		r.event(w, corev1.EventTypeWarning, ReasonInvalidKubeconfig, "remote secret %s has an unusable kubeconfig for cluster %s", state.Secret, w.id)
+		return ctrl.Result{}, nil
+	}
+	w.remote = state.Cluster
+	probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	err := w.remote.GetAPIReader().Get(probeCtx, types.NamespacedName{Name: ns}, &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}})
+	switch {
+	case err == nil || apierrors.IsNotFound(err):
+		w.set(v1beta1.ConditionConnected, true, ReasonConnected, "the API server of cluster %s answers (remote secret %s)", w.id, state.Secret)
+		return ctrl.Result{}, nil
+	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+		w.set(v1beta1.ConditionConnected, false, ReasonForbidden,
+			"the kubeconfig in remote secret %s is not allowed to read namespace %s in cluster %s; grant it the permissions in docs/remote-permissions.md", state.Secret, ns, w.id)
+	default:
+		w.set(v1beta1.ConditionConnected, false, ReasonUnreachable,
+			"the API server of cluster %s did not answer within %s; retrying with backoff (%s)", w.id, probeTimeout, errorSummary(err))
+	}
+	r.event(w, corev1.EventTypeWarning, meta.FindStatusCondition(w.status.Conditions, v1beta1.ConditionConnected).Reason,
+		"cannot reach cluster %s", w.id)
+	return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+}
+
+func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	if clusterStatus(w.mc, w.id) == nil {
+		// Record the cluster before anything lands in it, so deletion always knows
+		// where to clean up.
+		w.set(v1beta1.ConditionApplied, false, ReasonPending, "about to apply istiod")
+		if err := applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if res, err := r.connect(ctx, w); err != nil || w.remote == nil {
+		return res, err
+	}
+
+	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
+	w.status.DesiredReplicas = ptrOr(in.Entry.Replicas, 2)
+	objs, err := render.Render(in, r.Scheme)
+	if err != nil {
+		w.set(v1beta1.ConditionApplied, false, ReasonRenderFailed, "cannot render istiod: %v; fix the ASMMeshConfig", err)
+		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
+		return ctrl.Result{}, nil // only a spec change can fix this
+	}
+	hash := render.Hash(objs)
+
+	applyCtx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	if err := r.ensureNamespace(applyCtx, w); err != nil {
+		return r.applyFailed(w, err)
+	}
+	own := ownership(w.id)
+	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, objs)
+	if err != nil {
+		return r.applyFailed(w, err)
+	}
+	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, objs); err != nil {
+		return r.applyFailed(w, err)
+	}
+	if res.Applied > 0 {
+		log.Info("applied istiod", "changed", res.Applied, "unchanged", res.Unchanged, "hash", hash)
+		if w.status.AppliedHash != hash {
+			r.event(w, corev1.EventTypeNormal, ReasonApplied, "applied istiod %s to cluster %s (%d objects changed)", in.Version, w.id, res.Applied)
+		}
+	}
+	w.status.AppliedHash = hash
+	w.status.IstioVersion = in.Version
+	w.set(v1beta1.ConditionApplied, true, ReasonApplied, "%d objects of istiod %s are applied", len(objs), in.Version)
+	r.observeIstiod(ctx, w)
+	return ctrl.Result{RequeueAfter: resyncInterval}, nil
+}
+
+func (r *ClusterReconciler) applyFailed(w *clusterWork, err error) (ctrl.Result, error) {
+	var notOwned *apply.NotOwnedError
+	switch {
+	case errors.As(err, &notOwned):
+		w.set(v1beta1.ConditionApplied, false, ReasonNotOwned, "%v", err)
+		r.event(w, corev1.EventTypeWarning, ReasonNotOwned, "%v", err)
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
+		w.set(v1beta1.ConditionApplied, false, ReasonApplyRejected, "the API server of cluster %s refused: %s", w.id, errorSummary(err))
+		r.event(w, corev1.EventTypeWarning, ReasonApplyRejected, "cluster %s refused istiod: %s", w.id, errorSummary(err))
+	default:
+		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "applying to cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
+	}
+	return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+}
+
+// observeIstiod reads the istiod Deployment from the cluster's cache.
+func (r *ClusterReconciler) observeIstiod(ctx context.Context, w *clusterWork) {
+	dep := &appsv1.Deployment{}
+	err := w.remote.GetClient().Get(ctx, types.NamespacedName{Namespace: r.Settings.Namespace, Name: "istiod"}, dep)
+	if err != nil {
+		w.set(v1beta1.ConditionIstiodReady, false, ReasonProgressing, "the istiod Deployment is not visible yet")
+		return
+	}
+	w.status.ReadyReplicas = dep.Status.ReadyReplicas
+	desired := ptrOr(dep.Spec.Replicas, 1)
+	available := dep.Status.ObservedGeneration >= dep.Generation &&
+		dep.Status.UpdatedReplicas >= desired && dep.Status.AvailableReplicas >= desired
+	if available {
+		w.set(v1beta1.ConditionIstiodReady, true, ReasonAvailable, "istiod has %d/%d replicas available", dep.Status.AvailableReplicas, desired)
+		return
+	}
+	w.set(v1beta1.ConditionIstiodReady, false, ReasonProgressing,
+		"istiod has %d/%d replicas ready; if this lasts, check the istiod pods in cluster %s (kubectl -n %s describe deploy istiod)",
+		dep.Status.ReadyReplicas, desired, w.id, r.Settings.Namespace)
+}
+
+// ensureNamespace creates the control plane namespace when the cluster lacks it, and
+// marks it as the operator's so that switching back removes it again.
+func (r *ClusterReconciler) ensureNamespace(ctx context.Context, w *clusterWork) error {
+	ns := &corev1.Namespace{}
+	err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: r.Settings.Namespace}, ns)
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Settings.Namespace, Labels: ownership(w.id).Labels}}
+	return client.IgnoreAlreadyExists(w.remote.GetClient().Create(ctx, ns, client.FieldOwner(apply.FieldOwner)))
+}
+
+// reconcileRemoval deletes everything the operator put in a cluster whose entry is gone
+// (or whose ASMMeshConfig is being deleted), then drops the cluster's status entry.
+func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
+	if clusterStatus(w.mc, w.id) == nil {
+		return ctrl.Result{}, nil
+	}
+	log := logf.FromContext(ctx)
+	state, found := r.Clusters.Lookup(w.id)
+	if !found || state.Cluster == nil {
+		// Without a usable remote secret the cluster is out of reach for good.
+		log.Info("cluster has no usable remote secret; forgetting it without cleanup")
+		if w.status.AppliedHash != "" {
+			r.event(w, corev1.EventTypeWarning, ReasonRemoteSecretAbsent,
+				"cluster %s has no usable remote secret; objects labelled %s=%s there could not be removed", w.id, render.ClusterIDLabel, w.id)
+		}
+		r.Applier.Forget(w.id)
+		return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+	}
+	w.remote = state.Cluster
+	cleanCtx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	own := ownership(w.id)
+	// The cache finds what to delete; the API server confirms nothing is left.
+	_, err := r.Applier.Prune(cleanCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, nil)
+	remaining := 0
+	if err == nil {
+		remaining, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, render.OwnedKinds, nil)
+	}
+	if err != nil {
+		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
+		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
+		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s: %w", w.id, err), applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status))
+	}
+	if remaining > 0 {
+		w.set(v1beta1.ConditionApplied, false, ReasonRemoving, "%d objects are still being deleted from cluster %s", remaining, w.id)
+		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	}
+	if err := r.deleteOwnNamespace(cleanCtx, w); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Applier.Forget(w.id)
+	log.Info("removed istiod from cluster")
+	r.event(w, corev1.EventTypeNormal, ReasonRemoving, "removed istiod and everything the operator created from cluster %s", w.id)
+	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+}
+
+func (r *ClusterReconciler) deleteOwnNamespace(ctx context.Context, w *clusterWork) error {
+	ns := &corev1.Namespace{}
+	err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: r.Settings.Namespace}, ns)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ns.Labels[render.ClusterIDLabel] != w.id || ns.Labels[render.ManagedByLabel] != render.ManagedByValue {
+		return nil // the namespace was there before the operator came
+	}
+	return client.IgnoreNotFound(w.remote.GetClient().Delete(ctx, ns, client.Preconditions{UID: &ns.UID}))
+}
+
+func (r *ClusterReconciler) event(w *clusterWork, eventType, reason, format string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(w.mc, nil, eventType, reason, "Reconcile", format, args...)
+	}
+}
+
+func ownership(id string) apply.Ownership {
+	return apply.Ownership{
+		Labels:       map[string]string{render.ManagedByLabel: render.ManagedByValue, render.ClusterIDLabel: id},
+		ManagedByKey: render.ManagedByLabel, ManagedByValue: render.ManagedByValue,
+	}
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// errorSummary shortens an error for a condition message. API errors carry the API
+// server's own words, which name objects and fields, never credentials.
+func errorSummary(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return msg
+}

@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+	mcbuilder "sigs.k8s.io/multicluster-runtime/pkg/builder"
+	mcmanager "sigs.k8s.io/multicluster-runtime/pkg/manager"
+	"sigs.k8s.io/multicluster-runtime/pkg/multicluster"
+	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+)
+
+// RemoteClusterOptions make every remote cluster's cache hold only the objects the
+// operator owns there.
+func RemoteClusterOptions(scheme *runtime.Scheme) []cluster.Option {
+	return []cluster.Option{func(o *cluster.Options) {
+		o.Scheme = scheme
+		o.Cache = cache.Options{
+			Scheme:               scheme,
+			DefaultLabelSelector: labels.SelectorFromSet(labels.Set{render.ManagedByLabel: render.ManagedByValue}),
+		}
+		o.Client = client.Options{Cache: &client.CacheOptions{Unstructured: false}}
+	}}
+}
+
+// SetupWithManager registers both controllers.
+func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int) error {
+	if err := ctrl.NewControllerManagedBy(mgr.GetLocalManager()).
+		Named("asmmeshconfig").
+		For(&v1beta1.ASMMeshConfig{}).
+		Complete(&MeshConfigReconciler{Client: mgr.GetLocalManager().GetClient()}); err != nil {
+		return err
+	}
+
+	remoteOnly := []mcbuilder.WatchesOption{mcbuilder.WithEngageWithLocalCluster(false), mcbuilder.WithEngageWithProviderClusters(true)}
+	b := mcbuilder.ControllerManagedBy(mgr).
+		Named("remote-istiod").
+		WithClusterNotFoundWrapper(false). // a cluster without a remote secret is reported, not dropped
+		WithOptions(controller.TypedOptions[mcreconcile.Request]{
+			MaxConcurrentReconciles: workers,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[mcreconcile.Request](time.Second, 2*time.Minute),
+		}).
+		Watches(&v1beta1.ASMMeshConfig{}, clustersOfMeshConfig,
+			mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false),
+			mcbuilder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&appsv1.Deployment{}, sameCluster, append(remoteOnly, mcbuilder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))...).
+		WatchesRawSource(source.TypedChannel(r.Clusters.Changes(), handler.TypedFuncs[string, mcreconcile.Request]{
+			GenericFunc: func(_ context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+				q.Add(requestFor(e.Object))
+			},
+		}))
+	for _, gvk := range render.OwnedKinds {
+		if gvk.Kind == "Deployment" {
+			continue
+		}
+		obj := &metav1.PartialObjectMetadata{}
+		obj.SetGroupVersionKind(gvk)
+		b = b.WatchesMetadata(obj, sameCluster, remoteOnly...)
+	}
+	return b.Complete(r)
+}
+
+func requestFor(id string) mcreconcile.Request {
+	return mcreconcile.Request{ClusterName: multicluster.ClusterName(id),
+		Request: reconcile.Request{NamespacedName: client.ObjectKey{Name: v1beta1.DefaultName}}}
+}
+
+// clustersOfMeshConfig fans an ASMMeshConfig event out to every cluster it names in
+// its spec or still has status (leftovers) for.
+func clustersOfMeshConfig(multicluster.ClusterName, cluster.Cluster) handler.TypedEventHandler[client.Object, mcreconcile.Request] {
+	return handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []mcreconcile.Request {
+		mc, ok := o.(*v1beta1.ASMMeshConfig)
+		if !ok || mc.Name != v1beta1.DefaultName {
+			return nil
+		}
+		seen := map[string]bool{}
+		var reqs []mcreconcile.Request
+		add := func(id string) {
+			if !seen[id] {
+				seen[id] = true
+				reqs = append(reqs, requestFor(id))
+			}
+		}
+		for id := range mc.Spec.ExternalIstiodConfigurations {
+			add(id)
+		}
+		for _, cs := range mc.Status.Clusters {
+			add(cs.ClusterID)
+		}
+		return reqs
+	})
+}
+
+// sameCluster maps an owned object's event in a remote cluster to that cluster.
+func sameCluster(name multicluster.ClusterName, _ cluster.Cluster) handler.TypedEventHandler[client.Object, mcreconcile.Request] {
+	return handler.TypedEnqueueRequestsFromMapFunc(func(context.Context, client.Object) []mcreconcile.Request {
+		return []mcreconcile.Request{requestFor(string(name))}
+	})
+}
+

@@ -1,0 +1,76 @@
+// Package manager wires the operator together: the mesh cluster's manager, the remote
+// cluster provider and the controllers. The command and the tests share it, so the
+// tests run exactly what ships.
+package manager
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcmanager "sigs.k8s.io/multicluster-runtime/pkg/manager"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+)
+
+// DefaultIstioVersion is used when neither the ASMMeshConfig nor a flag names one.
+const DefaultIstioVersion = "1.28.3"
+
+// Options configure the operator.
+type Options struct {
+	Manager              ctrl.Options
+	Scheme               *runtime.Scheme
+	Settings             render.Settings
+	Workers              int
+	AllowExecCredentials bool
+}
+
+// LocalCacheOptions keep the mesh cluster's cache to what the operator reads: the
+// remote secrets of the control plane namespace, not every Secret of the cluster.
+func LocalCacheOptions(namespace string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{remotecluster.RemoteSecretLabel: "true"}),
+		},
+	}}
+}
+
+// New builds the multicluster manager with the provider and controllers registered.
+func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
+	if opts.Workers < 1 {
+		opts.Workers = 8
+	}
+	provider := remotecluster.New(remotecluster.Options{
+		Namespace:            opts.Settings.Namespace,
+		ClusterOptions:       controller.RemoteClusterOptions(opts.Scheme),
+		AllowExecCredentials: opts.AllowExecCredentials,
+	})
+	mgr, err := mcmanager.New(cfg, provider, opts.Manager)
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := provider.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up remote clusters: %w", err)
+	}
+	r := &controller.ClusterReconciler{
+		Local:    mgr.GetLocalManager().GetClient(),
+		Scheme:   opts.Scheme,
+		Clusters: provider,
+		Applier:  apply.New(),
+		Recorder: mgr.GetLocalManager().GetEventRecorder("remote-istiod-operator"),
+		Settings: opts.Settings,
+	}
+	if err := r.SetupWithManager(mgr, opts.Workers); err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
+	}
+	return mgr, nil
+}

@@ -1,0 +1,278 @@
+// Package remotecluster turns the mesh's Istio remote secrets into engaged
+// multicluster-runtime clusters: one owner for every remote client and cache.
+package remotecluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	mcmanager "sigs.k8s.io/multicluster-runtime/pkg/manager"
+	"sigs.k8s.io/multicluster-runtime/pkg/multicluster"
+)
+
+// RemoteSecretLabel marks Istio remote secrets (istioctl create-remote-secret).
+const RemoteSecretLabel = "istio/multiCluster"
+
+// Options configure the provider.
+type Options struct {
+	// Namespace holds the remote secrets (the control plane namespace).
+	Namespace string
+	// ClusterOptions are passed to cluster.New for every remote cluster, for example a
+	// cache restricted to the objects the operator owns.
+	ClusterOptions []cluster.Option
+	// AllowExecCredentials lets kubeconfigs run exec plugins and auth providers.
+	AllowExecCredentials bool
+}
+
+// State says whether a cluster ID can be used, and why not when it cannot.
+type State struct {
+	// Cluster is set when the cluster is engaged.
+	Cluster cluster.Cluster
+	// Secret is the remote secret the cluster ID comes from.
+	Secret string
+	// Problem explains why a cluster ID found in a remote secret cannot be used.
+	Problem string
+}
+
+type remote struct {
+	secret  types.NamespacedName
+	hash    string
+	problem string
+	cluster cluster.Cluster
+	cancel  context.CancelFunc
+}
+
+// Provider engages one cluster per data key of every remote secret. It implements
+// multicluster.Provider; cluster names are Istio cluster IDs.
+type Provider struct {
+	opts    Options
+	log     logr.Logger
+	mgr     mcmanager.Manager
+	changes chan event.TypedGenericEvent[string]
+
+	mu       sync.RWMutex
+	clusters map[string]*remote
+	indexers []func(context.Context, cluster.Cluster) error
+}
+
+var _ multicluster.Provider = &Provider{}
+
+// New returns a provider; call SetupWithManager before the manager starts.
+func New(opts Options) *Provider {
+	return &Provider{
+		opts:     opts,
+		log:      ctrl.Log.WithName("remote-clusters"),
+		changes:  make(chan event.TypedGenericEvent[string], 256),
+		clusters: map[string]*remote{},
+	}
+}
+
+// Changes receives a cluster ID whenever that cluster is engaged, replaced, disengaged
+// or found unusable, so controllers reconcile it without polling.
+func (p *Provider) Changes() <-chan event.TypedGenericEvent[string] { return p.changes }
+
+// Get returns the engaged cluster with this ID.
+func (p *Provider) Get(_ context.Context, name multicluster.ClusterName) (cluster.Cluster, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if r, ok := p.clusters[string(name)]; ok && r.cluster != nil {
+		return r.cluster, nil
+	}
+	return nil, multicluster.ErrClusterNotFound
+}
+
+// Lookup reports what the remote secrets say about a cluster ID.
+func (p *Provider) Lookup(id string) (State, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	r, ok := p.clusters[id]
+	if !ok {
+		return State{}, false
+	}
+	return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem}, true
+}
+
+// IndexField indexes a field on every engaged cluster, present and future.
+func (p *Provider) IndexField(ctx context.Context, obj client.Object, field string, extract client.IndexerFunc) error {
+	index := func(ctx context.Context, cl cluster.Cluster) error {
+		return cl.GetFieldIndexer().IndexField(ctx, obj, field, extract)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.indexers = append(p.indexers, index)
+	for id, r := range p.clusters {
+		if r.cluster == nil {
+			continue
+		}
+		if err := index(ctx, r.cluster); err != nil {
+			return fmt.Errorf("indexing %s in cluster %s: %w", field, id, err)
+		}
+	}
+	return nil
+}
+
+// SetupWithManager watches remote secrets through the mesh cluster's manager.
+func (p *Provider) SetupWithManager(mgr mcmanager.Manager) error {
+	p.mgr = mgr
+	isRemoteSecret := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == p.opts.Namespace && o.GetLabels()[RemoteSecretLabel] == "true"
+	})
+	return ctrl.NewControllerManagedBy(mgr.GetLocalManager()).
+		Named("remote-secrets").
+		For(&corev1.Secret{}, builder.WithPredicates(isRemoteSecret)).
+		Complete(p)
+}
+
+// Reconcile brings the engaged clusters in line with one remote secret.
+func (p *Provider) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	secret := &corev1.Secret{}
+	err := p.mgr.GetLocalManager().GetClient().Get(ctx, req.NamespacedName, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
+		return ctrl.Result{}, err
+	case secret.DeletionTimestamp != nil || secret.Labels[RemoteSecretLabel] != "true":
+		secret = nil
+	}
+	var data map[string][]byte
+	if secret != nil {
+		data = secret.Data
+	}
+
+	// Cluster IDs this secret no longer provides are disconnected.
+	for _, id := range p.idsFromSecret(req.NamespacedName) {
+		if _, still := data[id]; !still {
+			p.log.Info("remote secret no longer provides cluster; disconnecting", "cluster", id, "secret", req.Name)
+			p.remove(ctx, id)
+		}
+	}
+	ids := make([]string, 0, len(data))
+	for id := range data {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		p.upsert(ctx, req.NamespacedName, id, data[id])
+	}
+	return ctrl.Result{}, nil
+}
+
+func (p *Provider) idsFromSecret(name types.NamespacedName) []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var ids []string
+	for id, r := range p.clusters {
+		if r.secret == name {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id string, kubeconfig []byte) {
+	log := p.log.WithValues("cluster", id, "secret", secret.Name)
+	sum := sha256.Sum256(kubeconfig)
+	hash := hex.EncodeToString(sum[:])
+
+	p.mu.RLock()
+	existing, found := p.clusters[id]
+	p.mu.RUnlock()
+	if found && existing.secret != secret {
+		// Two secrets claim one cluster ID; the first one keeps it, as with Istio.
+		log.Info("cluster ID is provided by more than one remote secret; keeping the first", "kept", existing.secret.Name)
+		return
+	}
+	if found && existing.hash == hash {
+		return
+	}
+	if found {
+		log.Info("kubeconfig changed; rebuilding the cluster client")
+		p.remove(ctx, id)
+	}
+
+	next := &remote{secret: secret, hash: hash}
+	restCfg, err := restConfigFromKubeconfig(kubeconfig, p.opts.AllowExecCredentials)
+	if err == nil {
+		next.cluster, err = cluster.New(restCfg, p.opts.ClusterOptions...)
+	}
+	if err != nil {
+		next.problem = fmt.Sprintf("the kubeconfig for cluster %q in remote secret %s/%s cannot be used: %v", id, secret.Namespace, secret.Name, err)
+		next.cluster = nil
+		log.Info("remote secret has an unusable kubeconfig", "reason", err.Error())
+		p.store(id, next)
+		p.notify(ctx, id)
+		return
+	}
+	if err := p.runIndexers(ctx, next.cluster); err != nil {
+		log.Error(err, "indexing remote cluster")
+	}
+
+	clusterCtx, cancel := context.WithCancel(ctx)
+	next.cancel = cancel
+	go func() {
+		if err := next.cluster.Start(clusterCtx); err != nil {
+			log.Error(err, "remote cluster stopped")
+		}
+	}()
+	p.store(id, next)
+	// Engaging starts the controllers' watches in this cluster. It does not wait for
+	// them to sync, so an unreachable cluster cannot block other clusters here.
+	if err := p.mgr.Engage(clusterCtx, multicluster.ClusterName(id), next.cluster); err != nil {
+		log.Error(err, "engaging remote cluster")
+	}
+	log.Info("remote cluster engaged")
+	p.notify(ctx, id)
+}
+
+func (p *Provider) runIndexers(ctx context.Context, cl cluster.Cluster) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, index := range p.indexers {
+		if err := index(ctx, cl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Provider) store(id string, r *remote) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clusters[id] = r
+}
+
+func (p *Provider) remove(ctx context.Context, id string) {
+	p.mu.Lock()
+	r, ok := p.clusters[id]
+	delete(p.clusters, id)
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	if r.cancel != nil {
+		r.cancel() // stops the cluster's cache and disengages its watches
+	}
+	p.notify(ctx, id)
+}
+
+func (p *Provider) notify(ctx context.Context, id string) {
+	select {
+	case p.changes <- event.TypedGenericEvent[string]{Object: id}:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,106 @@
+// Package render turns one entry of an ASMMeshConfig into the objects of a complete
+// istiod for one data-plane cluster, following Istio's istio-discovery chart for the
+// Istio version in use. Rendering is pure: the same inputs always give the same objects,
+// and nothing here talks to an API server.
+package render
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+)
+
+// Labels the operator puts on everything it creates in a data-plane cluster. The
+// cache of every remote cluster selects on ManagedByLabel, and pruning and cleanup
+// find the operator's objects through both.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "remote-istiod-operator"
+	ClusterIDLabel = "istio.alibabacloud.com/remote-cluster"
+)
+
+// Inputs are everything rendering depends on.
+type Inputs struct {
+	// ClusterID of the data-plane cluster (CLUSTER_ID of its istiod).
+	ClusterID string
+	// Entry is the cluster's entry of externalIstiodConfigurations.
+	Entry v1beta1.ExternalIstiodConfiguration
+	// Namespace of the control plane in the data-plane cluster.
+	Namespace string
+	// Version of Istio, for example 1.24.3.
+	Version string
+	// Hub the istiod image comes from.
+	Hub string
+	// MeshID and TrustDomain of the mesh.
+	MeshID      string
+	TrustDomain string
+}
+
+// Settings are the operator's defaults for what the ASMMeshConfig leaves empty.
+type Settings struct {
+	Namespace   string
+	Hub         string
+	Version     string
+	TrustDomain string
+}
+
+// InputsFor combines an ASMMeshConfig entry with the operator's settings.
+func InputsFor(spec v1beta1.ASMMeshConfigSpec, clusterID string, settings Settings) Inputs {
+	in := Inputs{
+		ClusterID:   clusterID,
+		Entry:       spec.ExternalIstiodConfigurations[clusterID],
+		Namespace:   settings.Namespace,
+		Version:     firstNonEmpty(spec.Version, settings.Version),
+		Hub:         firstNonEmpty(spec.Hub, settings.Hub),
+		MeshID:      spec.MeshID,
+		TrustDomain: firstNonEmpty(spec.TrustDomain, settings.TrustDomain, "cluster.local"),
+	}
+	return in
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func (in Inputs) replicas() int32 {
+	if in.Entry.Replicas != nil {
+		return *in.Entry.Replicas
+	}
+	return 2
+}
+
+// resources are the entry's, or the chart's default requests (500m CPU, 2Gi memory).
+func (in Inputs) resources() corev1.ResourceRequirements {
+	if in.Entry.Resources != nil && (len(in.Entry.Resources.Requests) > 0 || len(in.Entry.Resources.Limits) > 0) {
+		return *in.Entry.Resources.DeepCopy()
+	}
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("500m"),
+		corev1.ResourceMemory: resource.MustParse("2048Mi"),
+	}}
+}
+
+// validate catches what the CRD schema cannot, so rendering never produces a broken set.
+func (in Inputs) validate() error {
+	if in.ClusterID == "" {
+		return fmt.Errorf("cluster ID is empty")
+	}
+	if in.Namespace == "" {
+		return fmt.Errorf("control plane namespace is empty")
+	}
+	if in.Hub == "" {
+		return fmt.Errorf("no Istio hub: set spec.hub or the operator's --istio-hub flag")
+	}
+	if in.replicas() < 1 {
+		return fmt.Errorf("replicas must be at least 1")
+	}
+	return nil
+}

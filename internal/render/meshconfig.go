@@ -1,0 +1,60 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// discoveryAddress is the local istiod, which sidecars in the cluster connect to.
+func (r *renderer) discoveryAddress() string {
+	return fmt.Sprintf("istiod.%s.svc:15012", r.in.Namespace)
+}
+
+// meshConfig is the chart's default mesh configuration for this cluster.
+func (r *renderer) meshConfig() *meshv1alpha1.MeshConfig {
+	proxy := &meshv1alpha1.ProxyConfig{DiscoveryAddress: r.discoveryAddress()}
+	if r.in.MeshID != "" {
+		proxy.MeshId = r.in.MeshID
+	}
+	return &meshv1alpha1.MeshConfig{
+		DefaultConfig:         proxy,
+		DefaultProviders:      &meshv1alpha1.MeshConfig_DefaultProviders{Metrics: []string{"prometheus"}},
+		EnablePrometheusMerge: wrapperspb.Bool(true),
+		RootNamespace:         r.in.Namespace,
+		TrustDomain:           r.in.TrustDomain,
+	}
+}
+
+// protoYAML writes a proto message as YAML with sorted keys: protojson's output is
+// deliberately unstable, so it goes through a map to be byte-for-byte reproducible.
+func protoYAML(m proto.Message) (string, error) {
+	raw, err := protojson.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return "", err
+	}
+	out, err := yaml.Marshal(generic)
+	return string(out), err
+}
+
+func (r *renderer) meshConfigMap() (*corev1.ConfigMap, error) {
+	mesh, err := protoYAML(r.meshConfig())
+	if err != nil {
+		return nil, fmt.Errorf("writing mesh config: %w", err)
+	}
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: r.in.Namespace, Labels: r.pilotLabels(nil)},
+		Data:       map[string]string{"mesh": mesh, "meshNetworks": "networks: {}\n"},
+	}, nil
+}

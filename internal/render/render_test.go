@@ -1,0 +1,207 @@
+package render
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"text/template"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current rendering")
+
+func testScheme(t testing.TB) *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sampleInputs(version string) Inputs {
+	spec := v1beta1.ASMMeshConfigSpec{
+		Version: version,
+		MeshID:  "mesh-1",
+		ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
+			"cluster-2": {
+				Replicas: ptr.To[int32](2),
+				Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("2Gi")}},
+				NodeSelector:      map[string]string{"kubernetes.io/os": "linux"},
+				PriorityClassName: "system-cluster-critical",
+				Network:           "network-2",
+			},
+		},
+	}
+	return InputsFor(spec, "cluster-2", Settings{Namespace: "istio-system", Hub: "docker.io/istio", Version: "1.28.3"})
+}
+
+func renderYAML(t *testing.T, in Inputs) []byte {
+	t.Helper()
+	objs, err := Render(in, testScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, o := range objs {
+		raw, err := yaml.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString("---\n")
+		out.Write(raw)
+	}
+	return out.Bytes()
+}
+
+// TestGolden compares the full rendering of one cluster with files reviewed by a
+// person; `make golden` rewrites them after an intended change.
+func TestGolden(t *testing.T) {
+	for _, version := range []string{"1.22.8", "1.28.3", "1.32.0"} {
+		t.Run(version, func(t *testing.T) {
+			got := renderYAML(t, sampleInputs(version))
+			path := filepath.Join("testdata", "istiod-"+version+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run make golden)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("rendering of %s differs from %s; run `make golden` if the change is intended", version, path)
+			}
+		})
+	}
+}
+
+func TestRenderIsDeterministic(t *testing.T) {
+	in := sampleInputs("1.28.3")
+	first := renderYAML(t, in)
+	for range 5 {
+		if !bytes.Equal(first, renderYAML(t, in)) {
+			t.Fatal("two renderings of the same inputs differ")
+		}
+	}
+}
+
+func objectsByKind(t *testing.T, in Inputs) map[string][]client.Object {
+	objs, err := Render(in, testScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string][]client.Object{}
+	for _, o := range objs {
+		kind := o.GetObjectKind().GroupVersionKind().Kind
+		byKind[kind] = append(byKind[kind], o)
+		if o.GetLabels()[ManagedByLabel] != ManagedByValue || o.GetLabels()[ClusterIDLabel] != in.ClusterID {
+			t.Errorf("%s %s lacks the ownership labels", kind, o.GetName())
+		}
+	}
+	return byKind
+}
+
+func TestRenderCompleteIstiod(t *testing.T) {
+	byKind := objectsByKind(t, sampleInputs("1.28.3"))
+	for kind, n := range map[string]int{
+		"ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
+		"ConfigMap": 2, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
+		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1,
+	} {
+		if len(byKind[kind]) != n {
+			t.Errorf("want %d %s, got %d", n, kind, len(byKind[kind]))
+		}
+	}
+	dep := byKind["Deployment"][0].(*appsv1.Deployment)
+	c := dep.Spec.Template.Spec.Containers[0]
+	if *dep.Spec.Replicas != 2 || c.Resources.Requests.Memory().String() != "2Gi" {
+		t.Errorf("replicas/resources not taken from the entry: %d %s", *dep.Spec.Replicas, c.Resources.Requests.Memory())
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["CLUSTER_ID"] != "cluster-2" {
+		t.Errorf("CLUSTER_ID = %q", env["CLUSTER_ID"])
+	}
+	ports := map[int32]bool{}
+	for _, p := range c.Ports {
+		ports[p.ContainerPort] = true
+	}
+	for _, p := range []int32{8080, 15010, 15012, 15014, 15017} {
+		if !ports[p] {
+			t.Errorf("container port %d missing", p)
+		}
+	}
+	if c.ReadinessProbe.HTTPGet.Path != "/ready" || c.ReadinessProbe.HTTPGet.Port.IntValue() != 8080 {
+		t.Errorf("readiness probe: %+v", c.ReadinessProbe.HTTPGet)
+	}
+	if dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" || dep.Spec.Template.Spec.PriorityClassName != "system-cluster-critical" {
+		t.Error("placement fields not taken from the entry")
+	}
+	mesh := byKind["ConfigMap"][0].(*corev1.ConfigMap)
+	if !strings.Contains(mesh.Data["mesh"], "discoveryAddress: istiod.istio-system.svc:15012") {
+		t.Errorf("mesh config does not point at the local istiod:\n%s", mesh.Data["mesh"])
+	}
+}
+
+func TestNoDisruptionBudgetForOneReplica(t *testing.T) {
+	in := sampleInputs("1.28.3")
+	in.Entry.Replicas = ptr.To[int32](1)
+	if n := len(objectsByKind(t, in)["PodDisruptionBudget"]); n != 0 {
+		t.Errorf("one replica got %d PodDisruptionBudgets", n)
+	}
+}
+
+func TestVersionDifferences(t *testing.T) {
+	envNames := func(version string) map[string]bool {
+		dep := objectsByKind(t, sampleInputs(version))["Deployment"][0].(*appsv1.Deployment)
+		names := map[string]bool{}
+		for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+			names[e.Name] = true
+		}
+		return names
+	}
+	if old := envNames("1.22.8"); !old["GOMEMLIMIT"] || old["CA_TRUSTED_NODE_ACCOUNTS"] {
+		t.Errorf("1.22 env: %v", old)
+	}
+	if newer := envNames("1.32.0"); newer["GOMEMLIMIT"] || !newer["CA_TRUSTED_NODE_ACCOUNTS"] {
+		t.Errorf("1.32 env: %v", newer)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for v, ok := range map[string]bool{"1.22.0": true, "1.32.1": true, "1.21.9": false, "1.33.0": false, "2.0": false, "latest": false} {
+		if _, err := ParseVersion(v); (err == nil) != ok {
+			t.Errorf("ParseVersion(%q) error = %v, want ok=%v", v, err, ok)
+		}
+	}
+}
+
+// TestSidecarTemplateParses checks the injection template is valid Go template text
+// with the functions istiod gives it.
+func TestSidecarTemplateParses(t *testing.T) {
+	funcs := template.FuncMap{}
+	for _, name := range []string{"valueOrDefault", "default", "quote", "trunc", "trimSuffix", "annotation",
+		"excludeInboundPort", "protoToJSON", "toLower"} {
+		funcs[name] = func(...any) string { return "" }
+	}
+	if _, err := template.New("sidecar").Funcs(funcs).Parse(SidecarTemplate); err != nil {
+		t.Fatal(err)
+	}
+}
