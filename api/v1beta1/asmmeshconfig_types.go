@@ -15,7 +15,7 @@ type ASMMeshConfigSpec struct {
 	// remote secret) to the istiod the operator runs in that cluster. Removing an entry
 	// switches the cluster back to the mesh control plane and removes that istiod.
 	// +optional
-	// +kubebuilder:validation:MaxProperties=200
+	// +kubebuilder:validation:MaxProperties=100
 	// +kubebuilder:validation:XValidation:rule="self.all(id, size(id) <= 63)",message="cluster IDs (keys of externalIstiodConfigurations) must be at most 63 characters"
 	// +kubebuilder:validation:XValidation:rule="self.all(id, id.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))",message="cluster IDs (keys of externalIstiodConfigurations) must be valid label values: letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	ExternalIstiodConfigurations map[string]ExternalIstiodConfiguration `json:"externalIstiodConfigurations,omitempty"`
@@ -49,7 +49,6 @@ type ASMMeshConfigSpec struct {
 }
 
 // ExternalIstiodConfiguration is the istiod of one data-plane cluster.
-// +kubebuilder:validation:XValidation:rule="!has(self.resources) || !has(self.resources.requests) || !has(self.resources.limits) || self.resources.requests.all(r, !(r in self.resources.limits) || quantity(self.resources.requests[r]).compareTo(quantity(self.resources.limits[r])) <= 0)",message="resources: every request must be less than or equal to its limit"
 type ExternalIstiodConfiguration struct {
 	// Replicas of istiod. A PodDisruptionBudget keeps one available when more than one.
 	// +optional

@@ -102,5 +102,12 @@ func (in Inputs) validate() error {
 	if in.replicas() < 1 {
 		return fmt.Errorf("replicas must be at least 1")
 	}
+	if res := in.Entry.Resources; res != nil {
+		for name, request := range res.Requests {
+			if limit, ok := res.Limits[name]; ok && request.Cmp(limit) > 0 {
+				return fmt.Errorf("resources: the %s request %s exceeds its limit %s", name, request.String(), limit.String())
+			}
+		}
+	}
 	return nil
 }

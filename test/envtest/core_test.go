@@ -1,0 +1,206 @@
+package envtest
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+)
+
+func entry(replicas int32) v1beta1.ExternalIstiodConfiguration {
+	return v1beta1.ExternalIstiodConfiguration{
+		Replicas: ptrTo(replicas),
+		Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("2Gi")}},
+	}
+}
+
+var _ = Describe("remote control planes", Ordered, func() {
+	It("ignores an ASMMeshConfig that is not named default, and says so", func() {
+		other := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "other"},
+			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(1)}}}
+		Expect(mesh.Create(ctx(), other)).To(Succeed())
+		Eventually(func() string {
+			Expect(mesh.Get(ctx(), client.ObjectKeyFromObject(other), other)).To(Succeed())
+			for _, c := range other.Status.Conditions {
+				if c.Type == v1beta1.ConditionReady {
+					return string(c.Status) + "/" + c.Reason
+				}
+			}
+			return ""
+		}).Should(Equal("False/" + controller.ReasonIgnored))
+		Consistently(remotes["cluster-2"].ownedNames, 2*time.Second).Should(BeEmpty())
+		Expect(other.Finalizers).To(BeEmpty())
+		Expect(mesh.Delete(ctx(), other)).To(Succeed())
+	})
+
+	It("installs a complete istiod in cluster-2 and nothing in cluster-1", func() {
+		mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
+			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(2)}}}
+		Expect(mesh.Create(ctx(), mc)).To(Succeed())
+		Eventually(remotes["cluster-2"].ownedNames).Should(Equal(fullIstiod))
+		Eventually(func() []string { return getMeshConfig().Finalizers }).Should(ContainElement(controller.Finalizer))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionConnected)).To(Equal("True/Connected"))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionIstiodReady)).To(Equal("False/Progressing"))
+		Expect(readyCondition()).To(Equal("False/" + controller.ReasonClustersNotReady))
+		Expect(remotes["cluster-1"].ownedNames()).To(BeEmpty())
+
+		d := remotes["cluster-2"].deployment()
+		Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
+		Expect(d.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "CLUSTER_ID", Value: "cluster-2"}))
+		Expect(getMeshConfig().Status.Clusters[0].AppliedHash).NotTo(BeEmpty())
+	})
+
+	It("reports Ready once istiod is available", func() {
+		remotes["cluster-2"].markAvailable()
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionIstiodReady) }).Should(Equal("True/Available"))
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+		mc := getMeshConfig()
+		Expect(mc.Status.ControlPlanes).To(Equal("1/1"))
+		Expect(mc.Status.Clusters[0].ReadyReplicas).To(BeEquivalentTo(2))
+	})
+
+	It("writes nothing on a resync that finds nothing to change", func() {
+		before := remotes["cluster-2"].owned()
+		count := reconciles()
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/resync": time.Now().String()}
+		})
+		Eventually(reconciles).Should(BeNumerically(">", count))
+		Expect(remotes["cluster-2"].owned()).To(Equal(before))
+	})
+
+	It("follows changes of replicas and resources", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := entry(3)
+			e.Resources.Requests[corev1.ResourceMemory] = resource.MustParse("3Gi")
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(func() string {
+			d := remotes["cluster-2"].deployment()
+			return d.Spec.Template.Spec.Containers[0].Resources.Requests.Memory().String() + "/" + string(rune('0'+*d.Spec.Replicas))
+		}).Should(Equal("3Gi/3"))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionIstiodReady) }).Should(Equal("False/Progressing"))
+		remotes["cluster-2"].markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
+	It("restores an owned object that was changed or deleted in the data-plane cluster", func() {
+		rc := remotes["cluster-2"]
+		svc := &corev1.Service{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, svc)).To(Succeed())
+		Expect(rc.client.Delete(ctx(), svc)).To(Succeed())
+		cm := &corev1.ConfigMap{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
+		mesh := cm.Data["mesh"]
+		cm.Data["mesh"] = "defaultConfig: {discoveryAddress: elsewhere:15012}\n"
+		Expect(rc.client.Update(ctx(), cm)).To(Succeed())
+		Eventually(rc.ownedNames).Should(Equal(fullIstiod))
+		Eventually(func() string {
+			Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
+			return cm.Data["mesh"]
+		}).Should(Equal(mesh))
+	})
+
+	It("installs a second entry in cluster-1 too", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(1) })
+		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(fullIstiod) - 1)) // no PDB for one replica
+		remotes["cluster-1"].markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+		Expect(getMeshConfig().Status.ControlPlanes).To(Equal("2/2"))
+	})
+
+	It("removes everything from a cluster whose entry is removed", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-1") })
+		Eventually(remotes["cluster-1"].ownedNames).Should(BeEmpty())
+		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+		// The namespace was there before the operator came, so it stays.
+		Expect(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: ns}, &corev1.Namespace{})).To(Succeed())
+		Expect(remotes["cluster-2"].ownedNames()).To(Equal(fullIstiod))
+	})
+
+	It("reports a cluster ID no remote secret provides, while the other cluster converges", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Spec.ExternalIstiodConfigurations["cluster-9"] = entry(1)
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(2)
+		})
+		Eventually(func() string { return clusterCondition("cluster-9", v1beta1.ConditionConnected) }).
+			Should(Equal("False/" + controller.ReasonRemoteSecretAbsent))
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(2))
+		remotes["cluster-2"].markAvailable()
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionReady) }).Should(Equal("True/Ready"))
+		Eventually(readyCondition).Should(Equal("False/" + controller.ReasonClustersNotReady))
+		mc := getMeshConfig()
+		Expect(condition(mc, v1beta1.ConditionStalled)).To(HavePrefix("True"))
+		Expect(condition(mc, v1beta1.ConditionReady)).To(ContainSubstring("cluster-9"))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-9") })
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
+	It("reports a remote secret whose kubeconfig cannot be parsed, without crashing", func() {
+		writeRemoteSecret("istio-remote-secret-broken", map[string][]byte{"cluster-3": []byte("{not a kubeconfig")})
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-3"] = entry(1) })
+		Eventually(func() string { return clusterCondition("cluster-3", v1beta1.ConditionConnected) }).
+			Should(Equal("False/" + controller.ReasonInvalidKubeconfig))
+		Expect(condition(getMeshConfig(), v1beta1.ConditionReady)).NotTo(ContainSubstring("not a kubeconfig"))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-3") })
+		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
+	})
+
+	It("keeps working when a remote secret's kubeconfig is rotated", func() {
+		writeRemoteSecret("istio-remote-secret-cluster-2", map[string][]byte{"cluster-2": remotes["cluster-2"].kubeconfig("operator-rotated")})
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(4) })
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(4))
+		remotes["cluster-2"].markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
+	It("reports an unreachable cluster while the other one converges", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(1) })
+		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(fullIstiod) - 1))
+		Expect(remotes["cluster-1"].env.ControlPlane.APIServer.Stop()).To(Succeed())
+
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(2)
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(2)
+		})
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(2))
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionConnected) }).
+			Should(Equal("False/" + controller.ReasonUnreachable))
+	})
+
+	It("cleans every reachable cluster on deletion and lets go once the unreachable one leaves the mesh", func() {
+		mc := getMeshConfig()
+		Expect(mesh.Delete(ctx(), mc)).To(Succeed())
+		Eventually(remotes["cluster-2"].ownedNames).Should(BeEmpty())
+		Eventually(readyCondition).Should(Equal("False/" + controller.ReasonDeleting))
+		Expect(getMeshConfig().Finalizers).To(ContainElement(controller.Finalizer))
+
+		// cluster-1 is gone for good: its remote secret is removed from the mesh.
+		Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-cluster-1", Namespace: ns}})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
+		}).Should(BeTrue())
+	})
+})
+
+// condition returns "Status: Message" of one of the ASMMeshConfig's conditions.
+func condition(mc *v1beta1.ASMMeshConfig, typ string) string {
+	for _, c := range mc.Status.Conditions {
+		if c.Type == typ {
+			return string(c.Status) + ": " + c.Message
+		}
+	}
+	return ""
+}

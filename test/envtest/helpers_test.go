@@ -1,0 +1,144 @@
+package envtest
+
+import (
+	"sort"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+)
+
+// fullIstiod is every object a complete istiod has in a data-plane cluster.
+var fullIstiod = []string{
+	"ClusterRole/istiod-clusterrole-istio-system",
+	"ClusterRole/istiod-gateway-controller-istio-system",
+	"ClusterRoleBinding/istiod-clusterrole-istio-system",
+	"ClusterRoleBinding/istiod-gateway-controller-istio-system",
+	"ConfigMap/istio-system/istio",
+	"ConfigMap/istio-system/istio-sidecar-injector",
+	"Deployment/istio-system/istiod",
+	"MutatingWebhookConfiguration/istio-sidecar-injector",
+	"PodDisruptionBudget/istio-system/istiod",
+	"Role/istio-system/istiod",
+	"RoleBinding/istio-system/istiod",
+	"Service/istio-system/istiod",
+	"ServiceAccount/istio-system/istiod",
+	"ValidatingWebhookConfiguration/istio-validator-istio-system",
+}
+
+// owned lists what carries the operator's label in a cluster, read from its API
+// server, as "Kind/[namespace/]name" -> resourceVersion.
+func (rc *remoteCluster) owned() map[string]string {
+	out := map[string]string{}
+	for _, gvk := range render.OwnedKinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		Expect(rc.client.List(ctx(), list, client.MatchingLabels{render.ManagedByLabel: render.ManagedByValue})).To(Succeed())
+		for _, item := range list.Items {
+			key := gvk.Kind + "/" + item.Name
+			if item.Namespace != "" {
+				key = gvk.Kind + "/" + item.Namespace + "/" + item.Name
+			}
+			out[key] = item.ResourceVersion
+		}
+	}
+	return out
+}
+
+func (rc *remoteCluster) ownedNames() []string {
+	var names []string
+	for k := range rc.owned() {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (rc *remoteCluster) deployment() *appsv1.Deployment {
+	d := &appsv1.Deployment{}
+	Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, d)).To(Succeed())
+	return d
+}
+
+// markAvailable does what a kubelet and the Deployment controller would: report all
+// replicas of the current generation available.
+func (rc *remoteCluster) markAvailable() {
+	Eventually(func() error {
+		d := rc.deployment()
+		n := *d.Spec.Replicas
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
+			ReadyReplicas: n, AvailableReplicas: n}
+		return rc.client.Status().Update(ctx(), d)
+	}).Should(Succeed())
+}
+
+func getMeshConfig() *v1beta1.ASMMeshConfig {
+	mc := &v1beta1.ASMMeshConfig{}
+	Expect(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc)).To(Succeed())
+	return mc
+}
+
+func updateMeshConfig(edit func(*v1beta1.ASMMeshConfig)) {
+	Eventually(func() error {
+		mc := getMeshConfig()
+		edit(mc)
+		return mesh.Update(ctx(), mc)
+	}).Should(Succeed())
+}
+
+// clusterCondition returns "Status/Reason" of a cluster's condition, or "".
+func clusterCondition(id, typ string) string {
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err != nil {
+		return ""
+	}
+	for _, cs := range mc.Status.Clusters {
+		if cs.ClusterID == id {
+			if c := meta.FindStatusCondition(cs.Conditions, typ); c != nil && cs.ObservedGeneration == mc.Generation {
+				return string(c.Status) + "/" + c.Reason
+			}
+		}
+	}
+	return ""
+}
+
+// readyCondition returns "Status/Reason" of the ASMMeshConfig's Ready condition once
+// it describes the current generation (kstatus).
+func readyCondition() string {
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err != nil {
+		return ""
+	}
+	c := meta.FindStatusCondition(mc.Status.Conditions, v1beta1.ConditionReady)
+	if c == nil || mc.Status.ObservedGeneration != mc.Generation || c.ObservedGeneration != mc.Generation {
+		return ""
+	}
+	return string(c.Status) + "/" + c.Reason
+}
+
+// reconciles counts finished reconciles of the per-cluster controller.
+func reconciles() float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "remote-istiod" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}

@@ -1,0 +1,144 @@
+// Package envtest runs the operator in-process against three real API servers: one
+// mesh cluster and two data-plane clusters reached through Istio remote secrets.
+package envtest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/manager"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+)
+
+const ns = "istio-system"
+
+var (
+	scheme  = runtime.NewScheme()
+	meshEnv *envtest.Environment
+	mesh    client.Client
+	remotes = map[string]*remoteCluster{}
+	stopMgr context.CancelFunc
+	mgrDone chan struct{}
+)
+
+type remoteCluster struct {
+	id     string
+	env    *envtest.Environment
+	client client.Client
+}
+
+func TestEnvtest(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "multi-cluster envtest suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1beta1.AddToScheme(scheme)).To(Succeed())
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+
+	meshEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := meshEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	mesh, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(mesh.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+
+	for _, id := range []string{"cluster-1", "cluster-2"} {
+		rc := &remoteCluster{id: id, env: &envtest.Environment{}}
+		rcfg, err := rc.env.Start()
+		Expect(err).NotTo(HaveOccurred())
+		rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		// Data-plane clusters of a mesh already have the control plane namespace.
+		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		remotes[id] = rc
+		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator")})
+	}
+	startManager()
+})
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+		Eventually(mgrDone).Should(BeClosed())
+	}
+	for _, rc := range remotes {
+		_ = rc.env.Stop()
+	}
+	if meshEnv != nil {
+		Expect(meshEnv.Stop()).To(Succeed())
+	}
+})
+
+func ctx() context.Context { return context.Background() }
+
+// kubeconfig adds a user to the cluster's API server and returns a kubeconfig for it,
+// as istioctl create-remote-secret would write one.
+func (rc *remoteCluster) kubeconfig(user string) []byte {
+	u, err := rc.env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	raw, err := u.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	return raw
+}
+
+func writeRemoteSecret(name string, data map[string][]byte) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
+		Labels: map[string]string{"istio/multiCluster": "true"}}}
+	_, err := ctrl.CreateOrUpdate(ctx(), mesh, s, func() error {
+		s.Data = data
+		return nil
+	})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+func startManager() {
+	opts := manager.Options{
+		Scheme:   scheme,
+		Settings: render.Settings{Namespace: ns, Hub: "docker.io/istio", Version: manager.DefaultIstioVersion},
+		Workers:  4,
+		Manager: ctrl.Options{
+			Scheme:                 scheme,
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+			Cache:                  manager.LocalCacheOptions(ns),
+			Controller:             config.Controller{SkipNameValidation: ptrTo(true)},
+		},
+	}
+	mgr, err := manager.New(meshEnv.Config, opts)
+	Expect(err).NotTo(HaveOccurred())
+	var c context.Context
+	c, stopMgr = context.WithCancel(context.Background())
+	mgrDone = make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(mgrDone)
+		Expect(mgr.Start(c)).To(Succeed())
+	}()
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
