@@ -77,4 +77,3 @@ func main() {
 		os.Exit(1)
 	}
 }
-

@@ -71,10 +71,17 @@ func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) str
 }
 
 // Apply writes objs in order into a cluster. reader should be the cluster's cache;
-// writer talks to its API server. It stops at the first error so objects that depend
-// on earlier ones (a Deployment on its ServiceAccount) are never applied without them.
+// writer talks to its API server. Every object that needs a write is first applied as
+// a server-side dry run: when the cluster refuses any of them (admission, validation,
+// an object the operator does not own), nothing is written, so a cluster is never left
+// with half an istiod.
 func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
 	var res Result
+	type pending struct {
+		key, hash string
+		obj       *unstructured.Unstructured
+	}
+	var todo []pending
 	for _, obj := range objs {
 		gvk := obj.GetObjectKind().GroupVersionKind()
 		key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
@@ -100,7 +107,6 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 			res.Unchanged++
 			continue
 		}
-
 		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			return res, err
@@ -108,10 +114,19 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		u := &unstructured.Unstructured{Object: content}
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		unstructured.RemoveNestedField(u.Object, "status")
-		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return res, fmt.Errorf("applying %s %s: %w", gvk.Kind, obj.GetName(), err)
+		todo = append(todo, pending{key: key, hash: hash, obj: u})
+	}
+	for _, p := range todo {
+		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj.DeepCopy()),
+			client.FieldOwner(FieldOwner), client.ForceOwnership, client.DryRunAll); err != nil {
+			return res, fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
 		}
-		a.remember(key, applied{hash, u.GetResourceVersion()})
+	}
+	for _, p := range todo {
+		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return res, fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
+		}
+		a.remember(p.key, applied{p.hash, p.obj.GetResourceVersion()})
 		res.Applied++
 	}
 	return res, nil

@@ -115,4 +115,3 @@ func sameCluster(name multicluster.ClusterName, _ cluster.Cluster) handler.Typed
 		return []mcreconcile.Request{requestFor(string(name))}
 	})
 }
-

@@ -1,7 +1,6 @@
 package render
 
 import (
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -210,4 +209,3 @@ func (r *renderer) deployment() *appsv1.Deployment {
 		},
 	}
 }
-

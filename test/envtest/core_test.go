@@ -112,8 +112,21 @@ var _ = Describe("remote control planes", Ordered, func() {
 		}).Should(Equal(mesh))
 	})
 
-	It("installs a second entry in cluster-1 too", func() {
+	It("writes nothing into a cluster whose API server refuses part of istiod, and says why", func() {
+		rc := remotes["cluster-1"]
+		policy := denyInjectorConfigMaps(rc)
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(1) })
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionApplied) }).
+			Should(Equal("False/" + controller.ReasonApplyRejected))
+		Expect(rc.ownedNames()).To(BeEmpty())
+		Expect(condition(getMeshConfig(), v1beta1.ConditionReady)).To(ContainSubstring("managed by the platform team"))
+		Eventually(eventReasons).Should(ContainElement(controller.ReasonApplyRejected))
+		for _, o := range policy {
+			Expect(rc.client.Delete(ctx(), o)).To(Succeed())
+		}
+	})
+
+	It("installs a second entry in cluster-1 too", func() {
 		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(fullIstiod) - 1)) // no PDB for one replica
 		remotes["cluster-1"].markAvailable()
 		Eventually(readyCondition).Should(Equal("True/Ready"))
@@ -137,6 +150,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(func() string { return clusterCondition("cluster-9", v1beta1.ConditionConnected) }).
 			Should(Equal("False/" + controller.ReasonRemoteSecretAbsent))
+		Eventually(eventReasons).Should(ContainElement(controller.ReasonRemoteSecretAbsent))
 		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(2))
 		remotes["cluster-2"].markAvailable()
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionReady) }).Should(Equal("True/Ready"))

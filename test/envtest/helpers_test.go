@@ -4,7 +4,10 @@ import (
 	"sort"
 
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -141,4 +144,51 @@ func reconciles() float64 {
 		}
 	}
 	return total
+}
+
+// denyInjectorConfigMaps installs an admission policy, as a cluster's platform team
+// might, that refuses the injector ConfigMap; it returns the objects to delete.
+func denyInjectorConfigMaps(rc *remoteCluster) []client.Object {
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-injector-configmap"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptrTo(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+				},
+			}}},
+			Validations: []admissionv1.Validation{{
+				Expression: "object.metadata.name != 'istio-sidecar-injector'",
+				Message:    "injector ConfigMaps are managed by the platform team",
+			}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-injector-configmap"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
+	}
+	Expect(rc.client.Create(ctx(), policy)).To(Succeed())
+	Expect(rc.client.Create(ctx(), binding)).To(Succeed())
+	// The policy takes effect once the API server has loaded it.
+	Eventually(func() error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Namespace: ns}}
+		return rc.client.Create(ctx(), cm, client.DryRunAll)
+	}).Should(HaveOccurred())
+	return []client.Object{binding, policy}
+}
+
+// eventReasons lists the reasons of the events about the ASMMeshConfig.
+func eventReasons() []string {
+	list := &eventsv1.EventList{}
+	Expect(mesh.List(ctx(), list)).To(Succeed())
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "ASMMeshConfig" {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
 }

@@ -141,4 +141,3 @@ func startManager() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
-

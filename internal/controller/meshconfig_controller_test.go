@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+)
+
+func meshConfigWith(gen int64, wanted []string, clusters ...v1beta1.ClusterStatus) *v1beta1.ASMMeshConfig {
+	mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "default", Generation: gen}}
+	mc.Spec.ExternalIstiodConfigurations = map[string]v1beta1.ExternalIstiodConfiguration{}
+	for _, id := range wanted {
+		mc.Spec.ExternalIstiodConfigurations[id] = v1beta1.ExternalIstiodConfiguration{}
+	}
+	mc.Status.Clusters = clusters
+	return mc
+}
+
+func clusterEntry(id string, gen int64, ready bool, reason, message string) v1beta1.ClusterStatus {
+	cs := v1beta1.ClusterStatus{ClusterID: id, ObservedGeneration: gen}
+	setCondition(&cs.Conditions, gen, v1beta1.ConditionReady, ready, reason, "%s", message)
+	return cs
+}
+
+func conditionOf(s aggregatedStatus, typ string) metav1.Condition {
+	c := meta.FindStatusCondition(s.Conditions, typ)
+	if c == nil {
+		return metav1.Condition{}
+	}
+	return *c
+}
+
+func TestAggregate(t *testing.T) {
+	tests := []struct {
+		name                       string
+		mc                         *v1beta1.ASMMeshConfig
+		ready, reconciling, stalls bool
+		controlPlanes              string
+		mentions                   string
+	}{
+		{name: "no entries is ready", mc: meshConfigWith(1, nil), ready: true, controlPlanes: "0/0"},
+		{name: "all clusters ready", controlPlanes: "2/2", ready: true,
+			mc: meshConfigWith(3, []string{"a", "b"}, clusterEntry("a", 3, true, ReasonReady, "ok"), clusterEntry("b", 3, true, ReasonReady, "ok"))},
+		{name: "a cluster of an older generation is still reconciling", controlPlanes: "1/2", reconciling: true, mentions: "b: not reconciled yet",
+			mc: meshConfigWith(3, []string{"a", "b"}, clusterEntry("a", 3, true, ReasonReady, "ok"), clusterEntry("b", 2, true, ReasonReady, "ok"))},
+		{name: "a cluster without status is reconciling", controlPlanes: "0/1", reconciling: true, mentions: "a: not reconciled yet",
+			mc: meshConfigWith(1, []string{"a"})},
+		{name: "a missing remote secret stalls", controlPlanes: "1/2", stalls: true, mentions: "no remote secret",
+			mc: meshConfigWith(2, []string{"a", "b"}, clusterEntry("a", 2, true, ReasonReady, "ok"), clusterEntry("b", 2, false, ReasonRemoteSecretAbsent, "no remote secret"))},
+		{name: "an unreachable cluster is retried, not stalled", controlPlanes: "0/1", reconciling: true, mentions: "did not answer",
+			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, false, ReasonUnreachable, "did not answer"))},
+		{name: "leftovers of a removed entry keep it reconciling", controlPlanes: "1/1", reconciling: true, mentions: "old: removing istiod",
+			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, true, ReasonReady, "ok"), clusterEntry("old", 2, false, ReasonRemoving, "removing"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := aggregate(tt.mc)
+			ready := conditionOf(s, v1beta1.ConditionReady)
+			if (ready.Status == metav1.ConditionTrue) != tt.ready {
+				t.Errorf("Ready = %s (%s)", ready.Status, ready.Message)
+			}
+			if got := conditionOf(s, v1beta1.ConditionReconciling).Status == metav1.ConditionTrue; got != tt.reconciling {
+				t.Errorf("Reconciling = %v", got)
+			}
+			if got := conditionOf(s, v1beta1.ConditionStalled).Status == metav1.ConditionTrue; got != tt.stalls {
+				t.Errorf("Stalled = %v", got)
+			}
+			if s.ControlPlanes != tt.controlPlanes {
+				t.Errorf("ControlPlanes = %q, want %q", s.ControlPlanes, tt.controlPlanes)
+			}
+			if !strings.Contains(ready.Message, tt.mentions) {
+				t.Errorf("Ready message %q does not mention %q", ready.Message, tt.mentions)
+			}
+			for _, c := range s.Conditions {
+				if c.ObservedGeneration != tt.mc.Generation || c.Reason == "" || c.Message == "" {
+					t.Errorf("condition %s lacks generation, reason or message: %+v", c.Type, c)
+				}
+			}
+		})
+	}
+}
+
+func TestAggregateKeepsTransitionTimes(t *testing.T) {
+	mc := meshConfigWith(1, nil)
+	first := aggregate(mc)
+	mc.Status.Conditions = first.Conditions
+	time.Sleep(1100 * time.Millisecond)
+	second := aggregate(mc)
+	if !conditionOf(first, v1beta1.ConditionReady).LastTransitionTime.Time.Equal(conditionOf(second, v1beta1.ConditionReady).LastTransitionTime.Time) {
+		t.Error("an unchanged condition got a new transition time, so every resync would write status")
+	}
+}
+
+func TestIgnoredStatusSaysWhatToDo(t *testing.T) {
+	mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "other", Generation: 4}}
+	s := ignoredStatus(mc)
+	ready := conditionOf(s, v1beta1.ConditionReady)
+	if ready.Status != metav1.ConditionFalse || ready.Reason != ReasonIgnored || !strings.Contains(ready.Message, `"default"`) {
+		t.Errorf("Ready = %+v", ready)
+	}
+	if conditionOf(s, v1beta1.ConditionStalled).Status != metav1.ConditionTrue {
+		t.Error("an ignored object should be Stalled: only a person can fix it")
+	}
+}
