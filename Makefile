@@ -70,6 +70,10 @@ bench: ## Run the benchmarks.
 build: generate ## Build the manager binary.
 	go build -o bin/manager ./cmd
 
+.PHONY: docker-build
+docker-build: ## Build the operator image (needs a container engine).
+	docker build -t $(IMG) .
+
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	go run ./cmd

@@ -1,11 +1,15 @@
 package envtest
 
 import (
+	"os"
+	"path/filepath"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 )
@@ -44,6 +48,17 @@ var _ = DescribeTable("admission rejects invalid specs",
 	Entry("more than 64 tolerations",
 		clusters("cluster-2", v1beta1.ExternalIstiodConfiguration{Tolerations: make([]corev1.Toleration, 65)}), "must have at most 64 items"),
 )
+
+var _ = It("accepts the sample ASMMeshConfig", func() {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "istio_v1beta1_asmmeshconfig.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	sample := &v1beta1.ASMMeshConfig{}
+	Expect(yaml.UnmarshalStrict(raw, sample)).To(Succeed())
+	Expect(sample.Name).To(Equal(v1beta1.DefaultName))
+	sample.Name = "sample-check" // the suite's own "default" may exist right now
+	Expect(mesh.Create(ctx(), sample, client.DryRunAll)).To(Succeed())
+	Expect(sample.Spec.ExternalIstiodConfigurations).To(HaveKey("cluster-2"))
+})
 
 func clusters(id string, e v1beta1.ExternalIstiodConfiguration) v1beta1.ASMMeshConfigSpec {
 	return v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{id: e}}
