@@ -200,7 +200,3 @@ type ASMMeshConfigList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ASMMeshConfig `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ASMMeshConfig{}, &ASMMeshConfigList{})
-}

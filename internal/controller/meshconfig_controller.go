@@ -152,9 +152,5 @@ func (r *MeshConfigReconciler) writeStatus(ctx context.Context, mc *v1beta1.ASMM
 	if err != nil {
 		return err
 	}
-	ac, err := statusApply(mc, fields)
-	if err != nil {
-		return err
-	}
-	return r.Client.Status().Apply(ctx, ac, client.FieldOwner(statusManager), client.ForceOwnership)
+	return r.Client.Status().Apply(ctx, statusApply(mc, fields), client.FieldOwner(statusManager), client.ForceOwnership)
 }

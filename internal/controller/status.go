@@ -70,7 +70,7 @@ func setCondition(conds *[]metav1.Condition, gen int64, typ string, status bool,
 
 // statusApply builds the server-side apply request for the status fields one manager
 // owns. fields is nil to give up all of them (the entry of a cluster that is gone).
-func statusApply(mc *v1beta1.ASMMeshConfig, fields map[string]any) (runtime.ApplyConfiguration, error) {
+func statusApply(mc *v1beta1.ASMMeshConfig, fields map[string]any) runtime.ApplyConfiguration {
 	u := &unstructured.Unstructured{Object: map[string]any{}}
 	u.SetAPIVersion(v1beta1.GroupVersion.String())
 	u.SetKind("ASMMeshConfig")
@@ -78,7 +78,7 @@ func statusApply(mc *v1beta1.ASMMeshConfig, fields map[string]any) (runtime.Appl
 	if fields != nil {
 		u.Object["status"] = fields
 	}
-	return client.ApplyConfigurationFromUnstructured(u), nil
+	return client.ApplyConfigurationFromUnstructured(u)
 }
 
 // applyClusterStatus writes one cluster's entry, or removes it when entry is nil. It
@@ -96,9 +96,5 @@ func applyClusterStatus(ctx context.Context, c client.Client, mc *v1beta1.ASMMes
 		}
 		fields = map[string]any{"clusters": []any{content}}
 	}
-	ac, err := statusApply(mc, fields)
-	if err != nil {
-		return err
-	}
-	return c.Status().Apply(ctx, ac, client.FieldOwner(clusterStatusManager(id)), client.ForceOwnership)
+	return c.Status().Apply(ctx, statusApply(mc, fields), client.FieldOwner(clusterStatusManager(id)), client.ForceOwnership)
 }

@@ -1,6 +1,7 @@
 package envtest
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -88,7 +89,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(func() string {
 			d := remotes["cluster-2"].deployment()
-			return d.Spec.Template.Spec.Containers[0].Resources.Requests.Memory().String() + "/" + string(rune('0'+*d.Spec.Replicas))
+			return fmt.Sprintf("%s/%d", d.Spec.Template.Spec.Containers[0].Resources.Requests.Memory(), *d.Spec.Replicas)
 		}).Should(Equal("3Gi/3"))
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionIstiodReady) }).Should(Equal("False/Progressing"))
 		remotes["cluster-2"].markAvailable()
