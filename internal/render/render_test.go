@@ -205,3 +205,19 @@ func TestSidecarTemplateParses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkRender measures one cluster's rendering, which runs on every reconcile.
+func BenchmarkRender(b *testing.B) {
+	scheme := testScheme(b)
+	for _, version := range []string{"1.22.8", "1.32.0"} {
+		b.Run(version, func(b *testing.B) {
+			in := sampleInputs(version)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Render(in, scheme); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -96,6 +96,17 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
+	It("prunes what it no longer renders: the PodDisruptionBudget when replicas drop to one", func() {
+		rc := remotes["cluster-2"]
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(1) })
+		Eventually(rc.ownedNames).ShouldNot(ContainElement("PodDisruptionBudget/istio-system/istiod"))
+		Expect(rc.ownedNames()).To(HaveLen(len(fullIstiod) - 1))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(3) })
+		Eventually(rc.ownedNames).Should(Equal(fullIstiod))
+		rc.markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
 	It("restores an owned object that was changed or deleted in the data-plane cluster", func() {
 		rc := remotes["cluster-2"]
 		svc := &corev1.Service{}
