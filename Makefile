@@ -29,7 +29,7 @@ generate: ## Generate deepcopy code.
 
 .PHONY: golden
 golden: ## Regenerate the render golden files after an intended change to rendering.
-	go test ./internal/render/... -run Golden -update
+	go test ./internal/render/... -run "Golden|InjectionWebhook" -update
 
 .PHONY: fmt
 fmt: ## Run go fmt.

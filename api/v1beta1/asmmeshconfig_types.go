@@ -9,6 +9,7 @@ import (
 const DefaultName = "default"
 
 // ASMMeshConfigSpec says which data-plane clusters run their own istiod.
+// +kubebuilder:validation:XValidation:rule="!(has(self.useDataPlaneKubeAPIForIstioResources) && self.useDataPlaneKubeAPIForIstioResources && has(self.externalIstiodConfigurations) && size(self.externalIstiodConfigurations) > 0)",message="spec.useDataPlaneKubeAPIForIstioResources conflicts with externalIstiodConfigurations: remote control planes read Istio resources from the mesh cluster; set useDataPlaneKubeAPIForIstioResources to false first, then add remote control planes"
 // +kubebuilder:validation:XValidation:rule="!has(self.version) || !self.version.matches('^1[.][0-9]+[.]') || int(self.version.split('.')[1]) >= 22",message="spec.version: Istio versions older than 1.22 are not supported; set 1.22.0 or newer"
 type ASMMeshConfigSpec struct {
 	// ExternalIstiodConfigurations maps a cluster ID (the data key of the cluster's Istio
@@ -40,6 +41,14 @@ type ASMMeshConfigSpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')",message="spec.meshID must be a valid label value"
 	MeshID string `json:"meshID,omitempty"`
+
+	// UseDataPlaneKubeAPIForIstioResources lets Istio resources be written in data-plane
+	// clusters and synced to the mesh ("use the Kubernetes API of data-plane clusters to
+	// access Istio resources"). It conflicts with remote control planes, whose Istio
+	// configuration is authored in the mesh cluster only, so it cannot be true while
+	// externalIstiodConfigurations has entries.
+	// +optional
+	UseDataPlaneKubeAPIForIstioResources bool `json:"useDataPlaneKubeAPIForIstioResources,omitempty"`
 
 	// TrustDomain of the mesh's workload identities. Defaults to cluster.local.
 	// +optional
@@ -88,11 +97,29 @@ type ExternalIstiodConfiguration struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="priorityClassName must be the name of a PriorityClass (lower-case DNS name)"
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 
+	// KeepTrafficInCluster keeps the cluster's traffic to the listed hosts inside the
+	// cluster (Istio's MeshConfig serviceSettings clusterLocal). Unset: traffic may cross
+	// clusters as usual.
+	// +optional
+	KeepTrafficInCluster *TrafficRetention `json:"keepTrafficInCluster,omitempty"`
+
 	// Network of this cluster in a multi-network mesh (topology.istio.io/network).
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')",message="network must be a valid label value"
 	Network string `json:"network,omitempty"`
+}
+
+// TrafficRetention says which hosts' traffic stays inside the cluster.
+type TrafficRetention struct {
+	// Hosts whose traffic stays in the cluster, as Istio service hosts
+	// (reviews.default.svc.cluster.local, *.bookinfo.svc.cluster.local). Empty means all
+	// hosts.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // Condition types of ASMMeshConfig and of each cluster in its status.
@@ -109,6 +136,9 @@ const (
 	ConditionApplied = "Applied"
 	// ConditionIstiodReady is True when the istiod Deployment is available.
 	ConditionIstiodReady = "IstiodReady"
+	// ConditionSwitched is True when the cluster's sidecar injection is served by its
+	// own istiod.
+	ConditionSwitched = "Switched"
 )
 
 // ClusterStatus is how far the operator got in one data-plane cluster.
@@ -137,6 +167,16 @@ type ClusterStatus struct {
 	// AppliedHash is the hash of the rendered objects last applied in full.
 	// +optional
 	AppliedHash string `json:"appliedHash,omitempty"`
+
+	// SwitchedAt is when injection moved to the cluster's own istiod.
+	// +optional
+	SwitchedAt *metav1.Time `json:"switchedAt,omitempty"`
+
+	// GatewaysRestarted names the gateway Deployments (namespace/name) restarted for
+	// the current switch.
+	// +optional
+	// +listType=atomic
+	GatewaysRestarted []string `json:"gatewaysRestarted,omitempty"`
 
 	// IstioVersion last applied.
 	// +optional

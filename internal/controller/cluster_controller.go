@@ -89,7 +89,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 }
 
 func (r *ClusterReconciler) setReady(w *clusterWork) {
-	for _, typ := range []string{v1beta1.ConditionConnected, v1beta1.ConditionApplied, v1beta1.ConditionIstiodReady} {
+	for _, typ := range []string{v1beta1.ConditionConnected, v1beta1.ConditionApplied, v1beta1.ConditionIstiodReady, v1beta1.ConditionSwitched} {
 		c := meta.FindStatusCondition(w.status.Conditions, typ)
 		if c == nil {
 			w.set(v1beta1.ConditionReady, false, ReasonPending, "waiting for %s", typ)
@@ -106,8 +106,13 @@ func (r *ClusterReconciler) setReady(w *clusterWork) {
 // connect finds the cluster's client and proves its API server answers.
 func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
 	ns := r.Settings.Namespace
-	state, found := r.Clusters.Lookup(w.id)
+	state, found, err := r.Clusters.Lookup(ctx, w.id)
 	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case found && state.Connecting:
+		// Keep the last status: this is a moment, not news (the operator just started).
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case !found:
 		w.set(v1beta1.ConditionConnected, false, ReasonRemoteSecretAbsent,
 			"no Istio remote secret (label istio/multiCluster=true) in namespace %s has a data key %q; add the cluster to the mesh, for example with istioctl create-remote-secret", ns, w.id)
@@ -121,7 +126,7 @@ func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.R
 	w.remote = state.Cluster
 	probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	err := w.remote.GetAPIReader().Get(probeCtx, types.NamespacedName{Name: ns}, &metav1.PartialObjectMetadata{
+	err = w.remote.GetAPIReader().Get(probeCtx, types.NamespacedName{Name: ns}, &metav1.PartialObjectMetadata{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}})
 	switch {
 	case err == nil || apierrors.IsNotFound(err):
@@ -173,9 +178,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	if err != nil {
 		return r.applyFailed(w, err)
 	}
-	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, objs); err != nil {
-		return r.applyFailed(w, err)
-	}
+
 	if res.Applied > 0 {
 		log.Info("applied istiod", "changed", res.Applied, "unchanged", res.Unchanged, "hash", hash)
 		if w.status.AppliedHash != hash {
@@ -186,6 +189,14 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	w.status.IstioVersion = in.Version
 	w.set(v1beta1.ConditionApplied, true, ReasonApplied, "%d objects of istiod %s are applied", len(objs), in.Version)
 	r.observeIstiod(ctx, w)
+	keep, err := r.reconcileSwitch(applyCtx, w, in)
+	if err != nil {
+		w.set(v1beta1.ConditionSwitched, false, ReasonUnreachable, "switching cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
+		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+	}
+	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, append(objs, keep...)); err != nil {
+		return r.applyFailed(w, err)
+	}
 	return ctrl.Result{RequeueAfter: resyncInterval}, nil
 }
 
@@ -245,7 +256,13 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		return ctrl.Result{}, nil
 	}
 	log := logf.FromContext(ctx)
-	state, found := r.Clusters.Lookup(w.id)
+	state, found, err := r.Clusters.Lookup(ctx, w.id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if found && state.Connecting {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	if !found || state.Cluster == nil {
 		// Without a usable remote secret the cluster is out of reach for good.
 		log.Info("cluster has no usable remote secret; forgetting it without cleanup")
@@ -260,8 +277,12 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	cleanCtx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	own := ownership(w.id)
-	// The cache finds what to delete; the API server confirms nothing is left.
-	_, err := r.Applier.Prune(cleanCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, nil)
+	// Injection goes back to the mesh control plane before istiod goes away.
+	err = r.switchBack(cleanCtx, w)
+	if err == nil {
+		// The cache finds what to delete; the API server confirms nothing is left.
+		_, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, nil)
+	}
 	remaining := 0
 	if err == nil {
 		remaining, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, render.OwnedKinds, nil)

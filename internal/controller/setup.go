@@ -57,6 +57,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		WithOptions(controller.TypedOptions[mcreconcile.Request]{
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[mcreconcile.Request](time.Second, 2*time.Minute),
+			SkipNameValidation:      mgr.GetLocalManager().GetControllerOptions().SkipNameValidation,
 		}).
 		Watches(&v1beta1.ASMMeshConfig{}, clustersOfMeshConfig,
 			mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false),

@@ -46,6 +46,9 @@ type State struct {
 	Secret string
 	// Problem explains why a cluster ID found in a remote secret cannot be used.
 	Problem string
+	// Connecting is set while a remote secret provides the cluster ID but the provider
+	// has not engaged it yet, for example right after the operator started.
+	Connecting bool
 }
 
 type remote struct {
@@ -95,15 +98,26 @@ func (p *Provider) Get(_ context.Context, name multicluster.ClusterName) (cluste
 	return nil, multicluster.ErrClusterNotFound
 }
 
-// Lookup reports what the remote secrets say about a cluster ID.
-func (p *Provider) Lookup(id string) (State, bool) {
+// Lookup reports what the remote secrets say about a cluster ID. It tells a cluster ID
+// that no remote secret provides from one whose secret has not been processed yet.
+func (p *Provider) Lookup(ctx context.Context, id string) (State, bool, error) {
 	p.mu.RLock()
-	defer p.mu.RUnlock()
 	r, ok := p.clusters[id]
-	if !ok {
-		return State{}, false
+	p.mu.RUnlock()
+	if ok {
+		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem}, true, nil
 	}
-	return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem}, true
+	secrets := &corev1.SecretList{}
+	if err := p.mgr.GetLocalManager().GetClient().List(ctx, secrets, client.InNamespace(p.opts.Namespace),
+		client.MatchingLabels{RemoteSecretLabel: "true"}); err != nil {
+		return State{}, false, err
+	}
+	for _, s := range secrets.Items {
+		if _, has := s.Data[id]; has && s.DeletionTimestamp == nil {
+			return State{Secret: s.Name, Connecting: true}, true, nil
+		}
+	}
+	return State{}, false, nil
 }
 
 // IndexField indexes a field on every engaged cluster, present and future.

@@ -106,6 +106,9 @@ func (r *renderer) env() []corev1.EnvVar {
 		corev1.EnvVar{Name: "PILOT_TRACE_SAMPLING", Value: "1"},
 		corev1.EnvVar{Name: "PILOT_ENABLE_ANALYSIS", Value: "false"},
 		corev1.EnvVar{Name: "CLUSTER_ID", Value: r.in.ClusterID},
+		// The operator, not istiod, keeps the injection webhooks' caBundle: until the
+		// switch they belong to the mesh control plane and must not be touched.
+		corev1.EnvVar{Name: "INJECTION_WEBHOOK_CONFIG_NAME", Value: ""},
 	)
 	limit := func(name, res string, divisor *resource.Quantity) corev1.EnvVar {
 		sel := &corev1.ResourceFieldSelector{Resource: res}

@@ -24,13 +24,24 @@ func (r *renderer) meshConfig() *meshv1alpha1.MeshConfig {
 	if r.in.MeshID != "" {
 		proxy.MeshId = r.in.MeshID
 	}
-	return &meshv1alpha1.MeshConfig{
+	mesh := &meshv1alpha1.MeshConfig{
 		DefaultConfig:         proxy,
 		DefaultProviders:      &meshv1alpha1.MeshConfig_DefaultProviders{Metrics: []string{"prometheus"}},
 		EnablePrometheusMerge: wrapperspb.Bool(true),
 		RootNamespace:         r.in.Namespace,
 		TrustDomain:           r.in.TrustDomain,
 	}
+	if keep := r.in.Entry.KeepTrafficInCluster; keep != nil {
+		hosts := keep.Hosts
+		if len(hosts) == 0 {
+			hosts = []string{"*"}
+		}
+		mesh.ServiceSettings = []*meshv1alpha1.MeshConfig_ServiceSettings{{
+			Settings: &meshv1alpha1.MeshConfig_ServiceSettings_Settings{ClusterLocal: true},
+			Hosts:    hosts,
+		}}
+	}
+	return mesh
 }
 
 // protoYAML writes a proto message as YAML with sorted keys: protojson's output is

@@ -31,8 +31,9 @@ func (r *renderer) labels(chart map[string]string) map[string]string {
 }
 
 // Render returns the istiod objects for one data-plane cluster in the order they are
-// applied: identity and permissions, configuration, workload, then the webhooks that
-// send traffic to it. Every object has its GroupVersionKind set.
+// applied: identity and permissions, configuration, workload, then validation. The
+// injection webhook is not part of it: injection moves to the local istiod only once
+// it is ready (see InjectionWebhook). Every object has its GroupVersionKind set.
 func Render(in Inputs, scheme *runtime.Scheme) ([]client.Object, error) {
 	v, err := ParseVersion(in.Version)
 	if err != nil {
@@ -58,7 +59,31 @@ func Render(in Inputs, scheme *runtime.Scheme) ([]client.Object, error) {
 	if pdb := r.podDisruptionBudget(); pdb != nil {
 		objs = append(objs, pdb)
 	}
-	objs = append(objs, r.injectionWebhook(), r.validationWebhook())
+	objs = append(objs, r.validationWebhook())
+	return withKinds(objs, scheme)
+}
+
+// InjectionWebhook is the operator's own injection webhook, for a cluster that has no
+// injector of the mesh control plane to take over. It is applied only when the cluster
+// switches, with the root certificate of the local istiod as caBundle.
+func InjectionWebhook(in Inputs, caBundle []byte, scheme *runtime.Scheme) (client.Object, error) {
+	v, err := ParseVersion(in.Version)
+	if err != nil {
+		return nil, err
+	}
+	r := &renderer{in: in, v: v}
+	mwc := r.injectionWebhook()
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig.CABundle = caBundle
+	}
+	objs, err := withKinds([]client.Object{mwc}, scheme)
+	if err != nil {
+		return nil, err
+	}
+	return objs[0], nil
+}
+
+func withKinds(objs []client.Object, scheme *runtime.Scheme) ([]client.Object, error) {
 	for _, o := range objs {
 		gvk, err := apiutil.GVKForObject(o, scheme)
 		if err != nil {

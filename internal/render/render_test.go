@@ -121,7 +121,7 @@ func TestRenderCompleteIstiod(t *testing.T) {
 	for kind, n := range map[string]int{
 		"ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
 		"ConfigMap": 2, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
-		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1,
+		"MutatingWebhookConfiguration": 0, "ValidatingWebhookConfiguration": 1,
 	} {
 		if len(byKind[kind]) != n {
 			t.Errorf("want %d %s, got %d", n, kind, len(byKind[kind]))
@@ -219,5 +219,41 @@ func BenchmarkRender(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestKeepTrafficInCluster(t *testing.T) {
+	meshOf := func(in Inputs) string {
+		return objectsByKind(t, in)["ConfigMap"][0].(*corev1.ConfigMap).Data["mesh"]
+	}
+	in := sampleInputs("1.28.3")
+	if strings.Contains(meshOf(in), "clusterLocal") {
+		t.Fatal("traffic is kept local without being asked")
+	}
+	in.Entry.KeepTrafficInCluster = &v1beta1.TrafficRetention{}
+	if got := meshOf(in); !strings.Contains(got, "serviceSettings:\n- hosts:\n  - '*'\n  settings:\n    clusterLocal: true") {
+		t.Errorf("all hosts not kept local:\n%s", got)
+	}
+	in.Entry.KeepTrafficInCluster.Hosts = []string{"reviews.default.svc.cluster.local"}
+	if got := meshOf(in); !strings.Contains(got, "- reviews.default.svc.cluster.local") || strings.Contains(got, "'*'") {
+		t.Errorf("listed hosts not kept local:\n%s", got)
+	}
+}
+
+func TestInjectionWebhookCarriesCABundle(t *testing.T) {
+	obj, err := InjectionWebhook(sampleInputs("1.28.3"), []byte("root-pem"), testScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := yaml.Marshal(obj)
+	path := filepath.Join("testdata", "injection-webhook-1.28.3.golden.yaml")
+	if *update {
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(raw, want) {
+		t.Errorf("injection webhook differs from %s (%v); run make golden", path, err)
 	}
 }

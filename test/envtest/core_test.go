@@ -53,7 +53,10 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionConnected)).To(Equal("True/Connected"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionIstiodReady)).To(Equal("False/Progressing"))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionSwitched)).To(Equal("False/" + controller.ReasonWaitingForIstiod))
 		Expect(readyCondition()).To(Equal("False/" + controller.ReasonClustersNotReady))
+		remotes["cluster-2"].expectOneInjector(meshIstiodURL("cluster-2"))
+		Expect(remotes["cluster-2"].restarts()).To(HaveKeyWithValue("istio-system/istio-ingressgateway", "@1"))
 		Expect(remotes["cluster-1"].ownedNames()).To(BeEmpty())
 
 		d := remotes["cluster-2"].deployment()
@@ -62,13 +65,43 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(getMeshConfig().Status.Clusters[0].AppliedHash).NotTo(BeEmpty())
 	})
 
-	It("reports Ready once istiod is available", func() {
-		remotes["cluster-2"].markAvailable()
+	It("switches injection to the local istiod once it is ready, and restarts the gateways once", func() {
+		rc := remotes["cluster-2"]
+		rc.markAvailable()
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionIstiodReady) }).Should(Equal("True/Available"))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		mc := getMeshConfig()
 		Expect(mc.Status.ControlPlanes).To(Equal("1/1"))
 		Expect(mc.Status.Clusters[0].ReadyReplicas).To(BeEquivalentTo(2))
+		Expect(mc.Status.Clusters[0].GatewaysRestarted).To(Equal(gatewayNames))
+		Expect(mc.Status.Clusters[0].SwitchedAt).NotTo(BeNil())
+
+		rc.expectOneInjector(localInjector(rc))
+		remotes["cluster-1"].expectOneInjector(meshIstiodURL("cluster-1"))
+		Expect(rc.ownedNames()).To(Equal(switchedIstiod))
+		restarts := rc.restarts()
+		for _, gw := range gatewayNames {
+			Expect(restarts[gw]).To(MatchRegexp(`^switch-\d{8}T\d{6}Z@2$`), gw)
+		}
+		Expect(restarts["default/httpbin"]).To(Equal("@1"), "an ordinary workload is not restarted")
+		Expect(eventReasons()).To(ContainElements(controller.ReasonSwitched, controller.ReasonGatewaysRestarted))
+	})
+
+	It("restarts the gateways exactly once, also when the manager restarts", func() {
+		rc := remotes["cluster-2"]
+		before := rc.restarts()
+		stopMgr()
+		Eventually(mgrDone).Should(BeClosed())
+		startManager()
+		count := reconciles()
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/resync": "after-restart"}
+		})
+		Eventually(reconciles).Should(BeNumerically(">", count))
+		Consistently(rc.restarts, "2s").Should(Equal(before))
+		rc.expectOneInjector(localInjector(rc))
+		Expect(readyCondition()).To(Equal("True/Ready"))
 	})
 
 	It("writes nothing on a resync that finds nothing to change", func() {
@@ -100,9 +133,9 @@ var _ = Describe("remote control planes", Ordered, func() {
 		rc := remotes["cluster-2"]
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(1) })
 		Eventually(rc.ownedNames).ShouldNot(ContainElement("PodDisruptionBudget/istio-system/istiod"))
-		Expect(rc.ownedNames()).To(HaveLen(len(fullIstiod) - 1))
+		Expect(rc.ownedNames()).To(HaveLen(len(switchedIstiod) - 1))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(3) })
-		Eventually(rc.ownedNames).Should(Equal(fullIstiod))
+		Eventually(rc.ownedNames).Should(Equal(switchedIstiod))
 		rc.markAvailable()
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
@@ -117,7 +150,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		mesh := cm.Data["mesh"]
 		cm.Data["mesh"] = "defaultConfig: {discoveryAddress: elsewhere:15012}\n"
 		Expect(rc.client.Update(ctx(), cm)).To(Succeed())
-		Eventually(rc.ownedNames).Should(Equal(fullIstiod))
+		Eventually(rc.ownedNames).Should(Equal(switchedIstiod))
 		Eventually(func() string {
 			Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
 			return cm.Data["mesh"]
@@ -145,14 +178,23 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(getMeshConfig().Status.ControlPlanes).To(Equal("2/2"))
 	})
 
-	It("removes everything from a cluster whose entry is removed", func() {
+	It("removes everything from a cluster whose entry is removed, giving injection back first", func() {
+		rc := remotes["cluster-1"]
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
+		rc.expectOneInjector(localInjector(rc))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-1") })
-		Eventually(remotes["cluster-1"].ownedNames).Should(BeEmpty())
+		Eventually(rc.ownedNames).Should(BeEmpty())
+		rc.expectOneInjector(meshIstiodURL("cluster-1"))
+		restarts := rc.restarts()
+		for _, gw := range gatewayNames {
+			Expect(restarts[gw]).To(MatchRegexp(`^back-\d{8}T\d{6}Z@3$`), gw)
+		}
+		Expect(eventReasons()).To(ContainElement(controller.ReasonSwitchedBack))
 		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		// The namespace was there before the operator came, so it stays.
 		Expect(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: ns}, &corev1.Namespace{})).To(Succeed())
-		Expect(remotes["cluster-2"].ownedNames()).To(Equal(fullIstiod))
+		Expect(remotes["cluster-2"].ownedNames()).To(Equal(switchedIstiod))
 	})
 
 	It("reports a cluster ID no remote secret provides, while the other cluster converges", func() {
@@ -211,6 +253,29 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(mesh.Delete(ctx(), mc)).To(Succeed())
 		Eventually(remotes["cluster-2"].ownedNames).Should(BeEmpty())
 		Eventually(readyCondition).Should(Equal("False/" + controller.ReasonDeleting))
+		// Switched back, cluster-2 is as it was before the operator came, object for
+		// object, apart from the gateways' restart annotation.
+		rc := remotes["cluster-2"]
+		rc.expectOneInjector(meshIstiodURL("cluster-2"))
+		after := rc.inventory()
+		var added, removed, changed []string
+		for _, k := range keys(after) {
+			if _, ok := rc.initial[k]; !ok {
+				added = append(added, k)
+			}
+		}
+		for _, k := range keys(rc.initial) {
+			v, ok := after[k]
+			switch {
+			case !ok:
+				removed = append(removed, k)
+			case v != rc.initial[k]:
+				changed = append(changed, k+"\n  before: "+rc.initial[k]+"\n  after:  "+v)
+			}
+		}
+		Expect(added).To(BeEmpty(), "objects left behind")
+		Expect(removed).To(BeEmpty(), "objects that were there before are gone")
+		Expect(changed).To(BeEmpty(), "objects changed")
 		Expect(getMeshConfig().Finalizers).To(ContainElement(controller.Finalizer))
 
 		// cluster-1 is gone for good: its remote secret is removed from the mesh.

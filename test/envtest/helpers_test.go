@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -18,7 +19,18 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
-// fullIstiod is every object a complete istiod has in a data-plane cluster.
+// switchedIstiod is what the operator owns in a cluster once injection moved to its
+// istiod: fullIstiod and the switch record.
+var switchedIstiod = sorted(append([]string{"ConfigMap/istio-system/remote-istiod-operator-switch"}, fullIstiod...))
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
+}
+
+// fullIstiod is every object a complete istiod has in a data-plane cluster. The
+// injection webhook is not among them: the cluster's own injector (the mesh control
+// plane's) is taken over in place when the cluster switches.
 var fullIstiod = []string{
 	"ClusterRole/istiod-clusterrole-istio-system",
 	"ClusterRole/istiod-gateway-controller-istio-system",
@@ -27,7 +39,6 @@ var fullIstiod = []string{
 	"ConfigMap/istio-system/istio",
 	"ConfigMap/istio-system/istio-sidecar-injector",
 	"Deployment/istio-system/istiod",
-	"MutatingWebhookConfiguration/istio-sidecar-injector",
 	"PodDisruptionBudget/istio-system/istiod",
 	"Role/istio-system/istiod",
 	"RoleBinding/istio-system/istiod",
@@ -71,8 +82,15 @@ func (rc *remoteCluster) deployment() *appsv1.Deployment {
 }
 
 // markAvailable does what a kubelet and the Deployment controller would: report all
-// replicas of the current generation available.
+// replicas of the current generation available; and what a running istiod would:
+// publish its root certificate.
 func (rc *remoteCluster) markAvailable() {
+	root := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: ns}}
+	_, err := ctrl.CreateOrUpdate(ctx(), rc.client, root, func() error {
+		root.Data = map[string]string{"root-cert.pem": "local-root-of-" + rc.id}
+		return nil
+	})
+	Expect(err).NotTo(HaveOccurred())
 	Eventually(func() error {
 		d := rc.deployment()
 		n := *d.Spec.Replicas

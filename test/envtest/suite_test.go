@@ -42,6 +42,8 @@ type remoteCluster struct {
 	id     string
 	env    *envtest.Environment
 	client client.Client
+	// initial is the cluster's inventory before the operator touched it.
+	initial map[string]string
 }
 
 func TestEnvtest(t *testing.T) {
@@ -75,6 +77,8 @@ var _ = BeforeSuite(func() {
 		// Data-plane clusters of a mesh already have the control plane namespace.
 		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		remotes[id] = rc
+		rc.installManagedDataPlane()
+		rc.initial = rc.inventory()
 		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator")})
 	}
 	startManager()

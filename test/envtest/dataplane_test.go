@@ -1,0 +1,211 @@
+package envtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/switching"
+)
+
+// meshIstiodURL is where the mesh control plane serves injection for a cluster, as
+// Istio's remote profile configures it.
+func meshIstiodURL(id string) string {
+	return "https://istiod.istio-system.mesh.example:15017/inject/cluster/" + id + "/net/network-1"
+}
+
+// installManagedDataPlane puts into a data-plane cluster what a mesh with a managed
+// control plane has there: the remote profile's injector, which calls the mesh's istiod,
+// an ingress and an east-west gateway, a Gateway API gateway, and an ordinary workload.
+func (rc *remoteCluster) installManagedDataPlane() {
+	hook, err := render.InjectionWebhook(render.Inputs{ClusterID: rc.id, Namespace: ns, Version: "1.28.3", Hub: "docker.io/istio"},
+		[]byte("mesh-root"), scheme)
+	Expect(err).NotTo(HaveOccurred())
+	mwc := hook.(*admissionv1.MutatingWebhookConfiguration)
+	mwc.Labels = map[string]string{"app": "sidecar-injector", "istio.io/rev": "default", "release": "istio"}
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: ptr.To(meshIstiodURL(rc.id)), CABundle: []byte("mesh-root")}
+	}
+	Expect(rc.client.Create(ctx(), mwc)).To(Succeed())
+	// The mesh's istiod publishes its root certificate in every namespace it controls.
+	Expect(rc.client.Create(ctx(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: ns},
+		Data: map[string]string{"root-cert.pem": "mesh-root"}})).To(Succeed())
+
+	Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gateways"}})).To(Succeed())
+	for _, d := range []struct{ namespace, name, labelKey, labelValue string }{
+		{ns, "istio-ingressgateway", "istio", "ingressgateway"},
+		{ns, "istio-eastwestgateway", "istio", "eastwestgateway"},
+		{"gateways", "bookinfo-gateway-istio", "gateway.istio.io/managed", "istio.io-gateway-controller"},
+		{"default", "httpbin", "app", "httpbin"},
+	} {
+		Expect(rc.client.Create(ctx(), deployment(d.namespace, d.name, map[string]string{d.labelKey: d.labelValue, "app": d.name}))).To(Succeed())
+	}
+}
+
+func deployment(namespace, name string, lbls map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: lbls},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: lbls},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.com/" + name}}},
+			},
+		},
+	}
+}
+
+// gatewayNames are the Deployments the operator must restart, and only those.
+var gatewayNames = []string{"gateways/bookinfo-gateway-istio", "istio-system/istio-eastwestgateway", "istio-system/istio-ingressgateway"}
+
+// restarts returns each Deployment's restart annotation and generation.
+func (rc *remoteCluster) restarts() map[string]string {
+	out := map[string]string{}
+	list := &appsv1.DeploymentList{}
+	Expect(rc.client.List(ctx(), list)).To(Succeed())
+	for _, d := range list.Items {
+		if d.Name == "istiod" {
+			continue
+		}
+		out[d.Namespace+"/"+d.Name] = fmt.Sprintf("%s@%d", d.Spec.Template.Annotations[switching.RestartAnnotation], d.Generation)
+	}
+	return out
+}
+
+// injectionCase is a pod in a namespace, with labels Istio's injection looks at.
+type injectionCase struct {
+	name             string
+	nsLabels, labels map[string]string
+	injected         bool
+}
+
+var injectionCases = []injectionCase{
+	{"namespace istio-injection=enabled", map[string]string{"istio-injection": "enabled"}, nil, true},
+	{"namespace istio.io/rev=default", map[string]string{"istio.io/rev": "default"}, nil, true},
+	{"pod sidecar.istio.io/inject=true", nil, map[string]string{"sidecar.istio.io/inject": "true"}, true},
+	{"pod istio.io/rev=default", nil, map[string]string{"istio.io/rev": "default"}, true},
+	{"pod opted out in an injected namespace", map[string]string{"istio-injection": "enabled"}, map[string]string{"sidecar.istio.io/inject": "false"}, false},
+	{"plain pod in a plain namespace", nil, nil, false},
+}
+
+// injectors lists, per case, where every matching injection webhook in the cluster
+// would send the pod: the URL of the mesh istiod, or service/<ns>/<name>.
+func (rc *remoteCluster) injectors() map[string][]string {
+	list := &admissionv1.MutatingWebhookConfigurationList{}
+	Expect(rc.client.List(ctx(), list)).To(Succeed())
+	out := map[string][]string{}
+	for _, c := range injectionCases {
+		out[c.name] = []string{}
+		for _, mwc := range list.Items {
+			for _, w := range mwc.Webhooks {
+				if !selects(w.NamespaceSelector, c.nsLabels) || !selects(w.ObjectSelector, c.labels) {
+					continue
+				}
+				target := ""
+				if w.ClientConfig.URL != nil {
+					target = *w.ClientConfig.URL
+				} else {
+					target = "service/" + w.ClientConfig.Service.Namespace + "/" + w.ClientConfig.Service.Name + " ca=" + string(w.ClientConfig.CABundle)
+				}
+				out[c.name] = append(out[c.name], target)
+			}
+		}
+	}
+	return out
+}
+
+func selects(sel *metav1.LabelSelector, set map[string]string) bool {
+	if sel == nil {
+		return true
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	Expect(err).NotTo(HaveOccurred())
+	return s.Matches(labels.Set(set))
+}
+
+// expectOneInjector checks that each pod that Istio injects is sent to exactly one
+// injector, target, and that no other pod is sent anywhere.
+func (rc *remoteCluster) expectOneInjector(target string) {
+	got := rc.injectors()
+	for _, c := range injectionCases {
+		if c.injected {
+			Expect(got[c.name]).To(Equal([]string{target}), c.name)
+		} else {
+			Expect(got[c.name]).To(BeEmpty(), c.name)
+		}
+	}
+}
+
+func localInjector(rc *remoteCluster) string {
+	return "service/istio-system/istiod ca=local-root-of-" + rc.id
+}
+
+// inventory reads every object of every listable kind from the cluster's API server,
+// without what the API server itself keeps changing (resource versions, managed
+// fields, generations, status) and without the gateways' restart annotation.
+func (rc *remoteCluster) inventory() map[string]string {
+	disc, err := discovery.NewDiscoveryClientForConfig(rc.env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	dyn, err := dynamic.NewForConfig(rc.env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	resources, err := disc.ServerPreferredResources()
+	Expect(err).NotTo(HaveOccurred())
+	out := map[string]string{}
+	for _, group := range resources {
+		gv, err := schema.ParseGroupVersion(group.GroupVersion)
+		Expect(err).NotTo(HaveOccurred())
+		for _, res := range group.APIResources {
+			if !strings.Contains(strings.Join(res.Verbs, ","), "list") || strings.Contains(res.Name, "/") ||
+				res.Kind == "Event" || res.Kind == "Lease" {
+				continue // events and leases are the API server's own traffic
+			}
+			list, err := dyn.Resource(gv.WithResource(res.Name)).List(ctx(), metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred(), res.Name)
+			for _, item := range list.Items {
+				if res.Kind == "ConfigMap" && item.GetName() == "istio-ca-root-cert" {
+					continue // written by whichever istiod controls the cluster, not by the operator
+				}
+				out[res.Kind+"/"+item.GetNamespace()+"/"+item.GetName()] = normalized(item)
+			}
+		}
+	}
+	return out
+}
+
+func normalized(u unstructured.Unstructured) string {
+	for _, f := range []string{"resourceVersion", "managedFields", "generation"} {
+		unstructured.RemoveNestedField(u.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "annotations", switching.RestartAnnotation)
+	if ann, ok, _ := unstructured.NestedMap(u.Object, "spec", "template", "metadata", "annotations"); ok && len(ann) == 0 {
+		unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "annotations")
+	}
+	raw, err := json.Marshal(u.Object)
+	Expect(err).NotTo(HaveOccurred())
+	return string(raw)
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
