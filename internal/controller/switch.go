@@ -34,17 +34,16 @@ const (
 const rootCertConfigMap = "istio-ca-root-cert"
 
 // loadSwitchState reads the switch record of a cluster, nil when it has not switched.
-func (r *ClusterReconciler) loadSwitchState(ctx context.Context, w *clusterWork) (*corev1.ConfigMap, *switching.State, error) {
+func (r *ClusterReconciler) loadSwitchState(ctx context.Context, w *clusterWork) (*switching.State, error) {
 	cm := &corev1.ConfigMap{}
 	err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Namespace: r.Settings.Namespace, Name: switching.StateName}, cm)
 	if apierrors.IsNotFound(err) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	st, err := switching.Decode(cm)
-	return cm, st, err
+	return switching.Decode(cm)
 }
 
 // rootCert returns the local istiod's root certificate, nil until istiod published it.
@@ -84,7 +83,7 @@ func managedInjectors(ctx context.Context, reader client.Reader) ([]admissionv1.
 // must keep.
 func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork, in render.Inputs) ([]client.Object, error) {
 	ns := r.Settings.Namespace
-	_, st, err := r.loadSwitchState(ctx, w)
+	st, err := r.loadSwitchState(ctx, w)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +231,7 @@ func (r *ClusterReconciler) restartGateways(ctx context.Context, w *clusterWork,
 // switchBack gives injection back to the mesh control plane and restarts the gateways
 // once more. Everything else the operator created is pruned afterwards.
 func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) error {
-	_, st, err := r.loadSwitchState(ctx, w)
+	st, err := r.loadSwitchState(ctx, w)
 	if err != nil || st == nil {
 		return err
 	}
