@@ -27,6 +27,11 @@ manifests: ## Generate the CRD and RBAC manifests from the API types and markers
 generate: ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: istio-crds
+istio-crds: ## Copy Istio's CRDs from the istio.io/api module in go.mod (mirrored into data-plane clusters that lack them).
+	cp "$$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" internal/mirror/crds/istio.yaml
+	chmod 644 internal/mirror/crds/istio.yaml
+
 .PHONY: golden
 golden: ## Regenerate the render golden files after an intended change to rendering.
 	go test ./internal/render/... -run "Golden|InjectionWebhook" -update
@@ -53,8 +58,8 @@ envtest-assets: ## Build (once) envtest's kube-apiserver and etcd; prints their 
 	@hack/envtest-assets.sh
 
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail if generated files are stale.
-	git diff --exit-code -- api config
+verify-generated: generate manifests istio-crds ## Fail if generated files are stale.
+	git diff --exit-code -- api config internal/mirror/crds
 
 .PHONY: test
 test: verify-generated vet ## Run all tests: unit, golden and the multi-cluster envtest suite.

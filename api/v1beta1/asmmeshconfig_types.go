@@ -136,6 +136,9 @@ const (
 	ConditionApplied = "Applied"
 	// ConditionIstiodReady is True when the istiod Deployment is available.
 	ConditionIstiodReady = "IstiodReady"
+	// ConditionConfigMirrored is True when the cluster holds a copy of every Istio
+	// configuration object of the mesh cluster, and nothing else.
+	ConditionConfigMirrored = "ConfigMirrored"
 	// ConditionSwitched is True when the cluster's sidecar injection is served by its
 	// own istiod.
 	ConditionSwitched = "Switched"
@@ -167,6 +170,10 @@ type ClusterStatus struct {
 	// AppliedHash is the hash of the rendered objects last applied in full.
 	// +optional
 	AppliedHash string `json:"appliedHash,omitempty"`
+
+	// MirroredObjects counts the Istio configuration objects mirrored into the cluster.
+	// +optional
+	MirroredObjects int32 `json:"mirroredObjects,omitempty"`
 
 	// SwitchedAt is when injection moved to the cluster's own istiod.
 	// +optional

@@ -12,9 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -44,6 +46,10 @@ type ClusterReconciler struct {
 	Applier  *apply.Applier
 	Recorder events.EventRecorder
 	Settings render.Settings
+	// LocalCache is the mesh cluster's cache, where Istio's kinds are watched.
+	LocalCache cache.Cache
+
+	watches *kindWatches
 }
 
 // clusterWork is what one reconcile of one cluster knows.
@@ -89,7 +95,8 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 }
 
 func (r *ClusterReconciler) setReady(w *clusterWork) {
-	for _, typ := range []string{v1beta1.ConditionConnected, v1beta1.ConditionApplied, v1beta1.ConditionIstiodReady, v1beta1.ConditionSwitched} {
+	for _, typ := range []string{v1beta1.ConditionConnected, v1beta1.ConditionApplied, v1beta1.ConditionConfigMirrored,
+		v1beta1.ConditionIstiodReady, v1beta1.ConditionSwitched} {
 		c := meta.FindStatusCondition(w.status.Conditions, typ)
 		if c == nil {
 			w.set(v1beta1.ConditionReady, false, ReasonPending, "waiting for %s", typ)
@@ -188,6 +195,10 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	w.status.AppliedHash = hash
 	w.status.IstioVersion = in.Version
 	w.set(v1beta1.ConditionApplied, true, ReasonApplied, "%d objects of istiod %s are applied", len(objs), in.Version)
+	// The local istiod gets the mesh's configuration before it serves any sidecar.
+	if err := r.reconcileMirror(applyCtx, w); err != nil {
+		return ctrl.Result{}, err
+	}
 	r.observeIstiod(ctx, w)
 	keep, err := r.reconcileSwitch(applyCtx, w, in)
 	if err != nil {
@@ -285,7 +296,7 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	}
 	remaining := 0
 	if err == nil {
-		remaining, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, render.OwnedKinds, nil)
+		remaining, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, allOwnedKinds(), nil)
 	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
@@ -301,6 +312,7 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		return ctrl.Result{}, err
 	}
 	r.Applier.Forget(w.id)
+	r.watches.forget(ctx, w.remote.GetCache())
 	log.Info("removed istiod from cluster")
 	r.event(w, corev1.EventTypeNormal, ReasonRemoving, "removed istiod and everything the operator created from cluster %s", w.id)
 	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
@@ -325,6 +337,12 @@ func (r *ClusterReconciler) event(w *clusterWork, eventType, reason, format stri
 	if r.Recorder != nil {
 		r.Recorder.Eventf(w.mc, nil, eventType, reason, "Reconcile", format, args...)
 	}
+}
+
+// allOwnedKinds is every kind the operator creates in a cluster: the mirror's copies
+// and CRDs first, then istiod.
+func allOwnedKinds() []schema.GroupVersionKind {
+	return append(mirrorKinds(), render.OwnedKinds...)
 }
 
 func ownership(id string) apply.Ownership {

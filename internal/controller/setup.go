@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -25,6 +26,7 @@ import (
 	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -68,7 +70,19 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 				q.Add(requestFor(e.Object))
 			},
 		}))
-	for _, gvk := range render.OwnedKinds {
+	r.watches = newKindWatches()
+	b = b.WatchesRawSource(source.TypedChannel(r.watches.events, handler.TypedFuncs[string, mcreconcile.Request]{
+		GenericFunc: func(ctx context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			if e.Object != allClusters {
+				q.Add(requestFor(e.Object))
+				return
+			}
+			for _, req := range r.entries(ctx) {
+				q.Add(req)
+			}
+		},
+	}))
+	for _, gvk := range append([]schema.GroupVersionKind{mirror.CRDGVK}, render.OwnedKinds...) {
 		if gvk.Kind == "Deployment" {
 			continue
 		}
@@ -108,6 +122,19 @@ func clustersOfMeshConfig(multicluster.ClusterName, cluster.Cluster) handler.Typ
 		}
 		return reqs
 	})
+}
+
+// entries are requests for every cluster that has an entry in the ASMMeshConfig.
+func (r *ClusterReconciler) entries(ctx context.Context) []mcreconcile.Request {
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := r.Local.Get(ctx, client.ObjectKey{Name: v1beta1.DefaultName}, mc); err != nil {
+		return nil
+	}
+	var reqs []mcreconcile.Request
+	for id := range mc.Spec.ExternalIstiodConfigurations {
+		reqs = append(reqs, requestFor(id))
+	}
+	return reqs
 }
 
 // sameCluster maps an owned object's event in a remote cluster to that cluster.

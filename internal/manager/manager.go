@@ -7,14 +7,17 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcmanager "sigs.k8s.io/multicluster-runtime/pkg/manager"
 
+	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
@@ -44,6 +47,16 @@ func LocalCacheOptions(namespace string) cache.Options {
 	}}
 }
 
+// AddToScheme registers every type the operator reads or writes.
+func AddToScheme(s *runtime.Scheme) error {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1beta1.AddToScheme} {
+		if err := add(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // New builds the multicluster manager with the provider and controllers registered.
 func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 	if opts.Workers < 1 {
@@ -54,6 +67,9 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 		ClusterOptions:       controller.RemoteClusterOptions(opts.Scheme),
 		AllowExecCredentials: opts.AllowExecCredentials,
 	})
+	// Istio configuration is read as unstructured objects; serve those from the cache
+	// too, so mirroring reads no more than the watches already bring.
+	opts.Manager.Client.Cache = &client.CacheOptions{Unstructured: true}
 	mgr, err := mcmanager.New(cfg, provider, opts.Manager)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -62,12 +78,13 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 		return nil, fmt.Errorf("setting up remote clusters: %w", err)
 	}
 	r := &controller.ClusterReconciler{
-		Local:    mgr.GetLocalManager().GetClient(),
-		Scheme:   opts.Scheme,
-		Clusters: provider,
-		Applier:  apply.New(),
-		Recorder: mgr.GetLocalManager().GetEventRecorder("remote-istiod-operator"),
-		Settings: opts.Settings,
+		Local:      mgr.GetLocalManager().GetClient(),
+		Scheme:     opts.Scheme,
+		Clusters:   provider,
+		Applier:    apply.New(),
+		Recorder:   mgr.GetLocalManager().GetEventRecorder("remote-istiod-operator"),
+		Settings:   opts.Settings,
+		LocalCache: mgr.GetLocalManager().GetCache(),
 	}
 	if err := r.SetupWithManager(mgr, opts.Workers); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)

@@ -48,7 +48,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(2)}}}
 		Expect(mesh.Create(ctx(), mc)).To(Succeed())
-		Eventually(remotes["cluster-2"].ownedNames).Should(Equal(fullIstiod))
+		Eventually(remotes["cluster-2"].ownedNames).Should(Equal(installed))
 		Eventually(func() []string { return getMeshConfig().Finalizers }).Should(ContainElement(controller.Finalizer))
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionConnected)).To(Equal("True/Connected"))
@@ -102,6 +102,43 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Consistently(rc.restarts, "2s").Should(Equal(before))
 		rc.expectOneInjector(localInjector(rc))
 		Expect(readyCondition()).To(Equal("True/Ready"))
+	})
+
+	It("mirrors Istio configuration from the mesh cluster into cluster-2 only, and restores edited copies", func() {
+		rc := remotes["cluster-2"]
+		vs := istioObject("networking.istio.io/v1", "VirtualService", "reviews", map[string]any{
+			"hosts": []any{"reviews"}, "http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "reviews", "subset": "v1"}}}}}})
+		ap := istioObject("security.istio.io/v1", "AuthorizationPolicy", "deny-all", map[string]any{})
+		Expect(mesh.Create(ctx(), vs)).To(Succeed())
+		Expect(mesh.Create(ctx(), ap)).To(Succeed())
+		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v1"`))
+		Eventually(func() string { return rc.istioSpec(ap) }).Should(Equal("{}"))
+		Expect(remotes["cluster-1"].istioSpec(vs)).To(BeEmpty())
+		Eventually(func() int32 { return getMeshConfig().Status.Clusters[0].MirroredObjects }).Should(BeEquivalentTo(2))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(Equal("True/" + controller.ReasonMirrored))
+
+		By("following a change in the mesh cluster")
+		Expect(mesh.Get(ctx(), client.ObjectKeyFromObject(vs), vs)).To(Succeed())
+		vs.Object["spec"] = map[string]any{"hosts": []any{"reviews"}, "http": []any{map[string]any{"route": []any{
+			map[string]any{"destination": map[string]any{"host": "reviews", "subset": "v2"}}}}}}
+		Expect(mesh.Update(ctx(), vs)).To(Succeed())
+		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v2"`))
+
+		By("reverting an edit and a deletion of a copy in cluster-2")
+		copyOf := vs.DeepCopy()
+		Expect(rc.client.Get(ctx(), client.ObjectKeyFromObject(vs), copyOf)).To(Succeed())
+		copyOf.Object["spec"] = map[string]any{"hosts": []any{"somewhere-else"}}
+		Expect(rc.client.Update(ctx(), copyOf)).To(Succeed())
+		Expect(rc.client.Delete(ctx(), ap.DeepCopy())).To(Succeed())
+		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v2"`))
+		Eventually(func() string { return rc.istioSpec(ap) }).Should(Equal("{}"))
+
+		By("following deletions in the mesh cluster")
+		Expect(mesh.Delete(ctx(), vs)).To(Succeed())
+		Expect(mesh.Delete(ctx(), ap)).To(Succeed())
+		Eventually(func() string { return rc.istioSpec(vs) }).Should(BeEmpty())
+		Eventually(func() string { return rc.istioSpec(ap) }).Should(BeEmpty())
+		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
 	It("writes nothing on a resync that finds nothing to change", func() {
@@ -172,7 +209,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 	})
 
 	It("installs a second entry in cluster-1 too", func() {
-		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(fullIstiod) - 1)) // no PDB for one replica
+		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(installed) - 1)) // no PDB for one replica
 		remotes["cluster-1"].markAvailable()
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		Expect(getMeshConfig().Status.ControlPlanes).To(Equal("2/2"))
@@ -236,7 +273,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 
 	It("reports an unreachable cluster while the other one converges", func() {
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(1) })
-		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(fullIstiod) - 1))
+		Eventually(remotes["cluster-1"].ownedNames).Should(HaveLen(len(installed) - 1))
 		Expect(remotes["cluster-1"].env.ControlPlane.APIServer.Stop()).To(Succeed())
 
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
@@ -257,6 +294,8 @@ var _ = Describe("remote control planes", Ordered, func() {
 		// object, apart from the gateways' restart annotation.
 		rc := remotes["cluster-2"]
 		rc.expectOneInjector(meshIstiodURL("cluster-2"))
+		// Deleting a CRD takes the API server a moment (its objects, then its API).
+		Eventually(func() []string { return keys(rc.inventory()) }).Should(Equal(keys(rc.initial)))
 		after := rc.inventory()
 		var added, removed, changed []string
 		for _, k := range keys(after) {

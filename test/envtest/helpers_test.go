@@ -1,6 +1,7 @@
 package envtest
 
 import (
+	"encoding/json"
 	"sort"
 
 	. "github.com/onsi/gomega"
@@ -8,20 +9,35 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
-// switchedIstiod is what the operator owns in a cluster once injection moved to its
-// istiod: fullIstiod and the switch record.
-var switchedIstiod = sorted(append([]string{"ConfigMap/istio-system/remote-istiod-operator-switch"}, fullIstiod...))
+// installed is what the operator owns in a cluster that had no Istio CRDs, before the
+// switch: istiod and the CRDs the mirror needs.
+var installed = sorted(append(istioCRDNames(), fullIstiod...))
+
+// switchedIstiod is what it owns once injection moved to the local istiod: also the
+// switch record.
+var switchedIstiod = sorted(append([]string{"ConfigMap/istio-system/remote-istiod-operator-switch"}, installed...))
+
+func istioCRDNames() []string {
+	var names []string
+	for _, crd := range mirror.CRDs() {
+		names = append(names, "CustomResourceDefinition/"+crd.GetName())
+	}
+	return names
+}
 
 func sorted(s []string) []string {
 	sort.Strings(s)
@@ -51,10 +67,14 @@ var fullIstiod = []string{
 // server, as "Kind/[namespace/]name" -> resourceVersion.
 func (rc *remoteCluster) owned() map[string]string {
 	out := map[string]string{}
-	for _, gvk := range render.OwnedKinds {
+	for _, gvk := range append(append(mirror.Kinds(), mirror.CRDGVK), render.OwnedKinds...) {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		Expect(rc.client.List(ctx(), list, client.MatchingLabels{render.ManagedByLabel: render.ManagedByValue})).To(Succeed())
+		err := rc.client.List(ctx(), list, client.MatchingLabels{render.ManagedByLabel: render.ManagedByValue})
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			continue // Istio's kinds exist only while their CRDs do
+		}
+		Expect(err).NotTo(HaveOccurred())
 		for _, item := range list.Items {
 			key := gvk.Kind + "/" + item.Name
 			if item.Namespace != "" {
@@ -209,4 +229,23 @@ func eventReasons() []string {
 		}
 	}
 	return reasons
+}
+
+func istioObject(apiVersion, kind, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+	u.SetNamespace("default")
+	u.SetName(name)
+	return u
+}
+
+// istioSpec returns the JSON spec of the cluster's object like obj, "" when it has none.
+func (rc *remoteCluster) istioSpec(obj *unstructured.Unstructured) string {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(obj.GroupVersionKind())
+	if err := rc.client.Get(ctx(), client.ObjectKeyFromObject(obj), u); err != nil {
+		return ""
+	}
+	raw, err := json.Marshal(u.Object["spec"])
+	Expect(err).NotTo(HaveOccurred())
+	return string(raw)
 }
