@@ -52,10 +52,24 @@ func (o Ownership) owns(obj metav1.Object) bool {
 	return true
 }
 
-type applied struct{ hash, resourceVersion string }
+type applied struct{ hash, version string }
+
+// liveVersion identifies the state of an object that an apply could change. For
+// objects with a generation it is the generation and metadata, so a status update (a
+// Deployment's replicas, a CRD's conditions) does not count as drift; for the others
+// it is the resourceVersion.
+func liveVersion(obj metav1.Object) string {
+	if obj.GetGeneration() == 0 {
+		return "rv:" + obj.GetResourceVersion()
+	}
+	raw, _ := json.Marshal([]any{obj.GetLabels(), obj.GetAnnotations()}) // maps always marshal
+	sum := sha256.Sum256(raw)
+	return fmt.Sprintf("gen:%d:%s", obj.GetGeneration(), hex.EncodeToString(sum[:8]))
+}
 
 // Applier remembers the result of its last apply of each object, so a resync that finds
-// the object unchanged since then sends nothing. It is safe for concurrent use.
+// the object unchanged since then sends nothing (see liveVersion). It is safe for
+// concurrent use.
 type Applier struct {
 	mu   sync.Mutex
 	last map[string]applied
@@ -104,10 +118,11 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		case live.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
 			return res, &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 		}
-		if live != nil && a.remembered(key) == (applied{hash, live.ResourceVersion}) {
+		if live != nil && a.remembered(key) == (applied{hash, liveVersion(live)}) {
 			res.Unchanged++
 			continue
 		}
+
 		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			return res, err
@@ -127,7 +142,7 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 			return res, fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
 		}
-		a.remember(p.key, applied{p.hash, p.obj.GetResourceVersion()})
+		a.remember(p.key, applied{p.hash, liveVersion(p.obj)})
 		res.Applied++
 	}
 	return res, nil

@@ -70,6 +70,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 	if id == "" {
 		return ctrl.Result{}, nil
 	}
+
 	log := logf.FromContext(ctx).WithValues("cluster", id)
 	ctx = logf.IntoContext(ctx, log)
 
@@ -161,6 +162,13 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 			return ctrl.Result{}, err
 		}
 	}
+	if msg := conflictingSettings(w.mc.Spec); msg != "" {
+		// The admission rules refuse this; an object stored before they existed still
+		// must not get a remote control plane.
+		w.set(v1beta1.ConditionApplied, false, ReasonConflictingSettings, "%s", msg)
+		r.event(w, corev1.EventTypeWarning, ReasonConflictingSettings, "%s", msg)
+		return ctrl.Result{}, nil
+	}
 	if res, err := r.connect(ctx, w); err != nil || w.remote == nil {
 		return res, err
 	}
@@ -209,6 +217,15 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return r.applyFailed(w, err)
 	}
 	return ctrl.Result{RequeueAfter: resyncInterval}, nil
+}
+
+// conflictingSettings explains why the spec must not get remote control planes, or "".
+func conflictingSettings(spec v1beta1.ASMMeshConfigSpec) string {
+	if spec.UseDataPlaneKubeAPIForIstioResources && len(spec.ExternalIstiodConfigurations) > 0 {
+		return "spec.useDataPlaneKubeAPIForIstioResources is true: Istio resources written in data-plane clusters " +
+			"conflict with remote control planes, which read them from the mesh cluster; set it to false, nothing is applied until then"
+	}
+	return ""
 }
 
 func (r *ClusterReconciler) applyFailed(w *clusterWork, err error) (ctrl.Result, error) {

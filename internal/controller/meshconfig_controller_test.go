@@ -107,3 +107,22 @@ func TestIgnoredStatusSaysWhatToDo(t *testing.T) {
 		t.Error("an ignored object should be Stalled: only a person can fix it")
 	}
 }
+
+func TestConflictingSettingsStopEveryCluster(t *testing.T) {
+	spec := v1beta1.ASMMeshConfigSpec{UseDataPlaneKubeAPIForIstioResources: true}
+	if msg := conflictingSettings(spec); msg != "" {
+		t.Errorf("no entries, no conflict: %q", msg)
+	}
+	spec.ExternalIstiodConfigurations = map[string]v1beta1.ExternalIstiodConfiguration{"a": {}}
+	if msg := conflictingSettings(spec); !strings.Contains(msg, "set it to false") {
+		t.Errorf("conflict not explained: %q", msg)
+	}
+	spec.UseDataPlaneKubeAPIForIstioResources = false
+	if msg := conflictingSettings(spec); msg != "" {
+		t.Errorf("no conflict expected: %q", msg)
+	}
+	mc := meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, false, ReasonConflictingSettings, "conflict"))
+	if conditionOf(aggregate(mc), v1beta1.ConditionStalled).Status != metav1.ConditionTrue {
+		t.Error("a conflicting spec needs a person: Stalled")
+	}
+}

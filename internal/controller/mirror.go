@@ -39,7 +39,7 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, crds); err != nil {
+	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, crds); err != nil {
 		return r.mirrorFailed(w, err)
 	}
 

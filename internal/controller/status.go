@@ -17,29 +17,30 @@ import (
 // Reasons of the conditions the operator sets. Each names what happened, and each
 // message says what a person can do about it.
 const (
-	ReasonReady              = "Ready"
-	ReasonIgnored            = "NotDefault"
-	ReasonDeleting           = "Deleting"
-	ReasonClustersNotReady   = "ClustersNotReady"
-	ReasonRemoteSecretAbsent = "RemoteSecretNotFound"
-	ReasonInvalidKubeconfig  = "InvalidKubeconfig"
-	ReasonUnreachable        = "Unreachable"
-	ReasonForbidden          = "Forbidden"
-	ReasonConnected          = "Connected"
-	ReasonRenderFailed       = "RenderFailed"
-	ReasonNotOwned           = "ObjectNotOwned"
-	ReasonApplyRejected      = "ApplyRejected"
-	ReasonApplied            = "Applied"
-	ReasonRemoving           = "Removing"
-	ReasonPending            = "Pending"
-	ReasonAvailable          = "Available"
-	ReasonProgressing        = "Progressing"
+	ReasonReady               = "Ready"
+	ReasonIgnored             = "NotDefault"
+	ReasonDeleting            = "Deleting"
+	ReasonClustersNotReady    = "ClustersNotReady"
+	ReasonRemoteSecretAbsent  = "RemoteSecretNotFound"
+	ReasonInvalidKubeconfig   = "InvalidKubeconfig"
+	ReasonUnreachable         = "Unreachable"
+	ReasonForbidden           = "Forbidden"
+	ReasonConnected           = "Connected"
+	ReasonRenderFailed        = "RenderFailed"
+	ReasonNotOwned            = "ObjectNotOwned"
+	ReasonApplyRejected       = "ApplyRejected"
+	ReasonApplied             = "Applied"
+	ReasonRemoving            = "Removing"
+	ReasonPending             = "Pending"
+	ReasonAvailable           = "Available"
+	ReasonProgressing         = "Progressing"
+	ReasonConflictingSettings = "ConflictingSettings"
 )
 
 // stalledReasons need a person: the operator cannot make progress on its own.
 var stalledReasons = map[string]bool{
 	ReasonRemoteSecretAbsent: true, ReasonInvalidKubeconfig: true, ReasonForbidden: true,
-	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true,
+	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry

@@ -45,6 +45,9 @@ func restConfigFromKubeconfig(data []byte, allowExec bool) (*rest.Config, error)
 		return nil, fmt.Errorf("the kubeconfig is incomplete: %s", redactedReason(err))
 	}
 	restCfg.Timeout = RemoteRequestTimeout
+	// client-go's default of 5 requests a second would make one reconcile of a cluster
+	// (istiod, the mirror, the switch) take seconds.
+	restCfg.QPS, restCfg.Burst = 50, 100
 	restCfg.UserAgent = "remote-istiod-operator"
 	return restCfg, nil
 }
