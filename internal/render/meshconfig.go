@@ -59,13 +59,31 @@ func protoYAML(m proto.Message) (string, error) {
 	return string(out), err
 }
 
+// meshNetworks puts the cluster's endpoints on its network, for multi-network meshes:
+// the local istiod then knows which of its endpoints are reachable directly.
+func (r *renderer) meshNetworks() *meshv1alpha1.MeshNetworks {
+	networks := &meshv1alpha1.MeshNetworks{Networks: map[string]*meshv1alpha1.Network{}}
+	if network := r.in.Entry.Network; network != "" {
+		networks.Networks[network] = &meshv1alpha1.Network{Endpoints: []*meshv1alpha1.Network_NetworkEndpoints{{
+			Ne: &meshv1alpha1.Network_NetworkEndpoints_FromRegistry{FromRegistry: r.in.ClusterID},
+		}}}
+	}
+	return networks
+}
+
 func (r *renderer) meshConfigMap() (*corev1.ConfigMap, error) {
 	mesh, err := protoYAML(r.meshConfig())
 	if err != nil {
 		return nil, fmt.Errorf("writing mesh config: %w", err)
 	}
+	networks := "networks: {}\n"
+	if len(r.meshNetworks().Networks) > 0 {
+		if networks, err = protoYAML(r.meshNetworks()); err != nil {
+			return nil, fmt.Errorf("writing mesh networks: %w", err)
+		}
+	}
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: r.in.Namespace, Labels: r.pilotLabels(nil)},
-		Data:       map[string]string{"mesh": mesh, "meshNetworks": "networks: {}\n"},
+		Data:       map[string]string{"mesh": mesh, "meshNetworks": networks},
 	}, nil
 }

@@ -257,3 +257,20 @@ func TestInjectionWebhookCarriesCABundle(t *testing.T) {
 		t.Errorf("injection webhook differs from %s (%v); run make golden", path, err)
 	}
 }
+
+func TestNetworkGoesToMeshNetworksAndInjection(t *testing.T) {
+	byKind := objectsByKind(t, sampleInputs("1.28.3"))
+	mesh := byKind["ConfigMap"][0].(*corev1.ConfigMap)
+	if got := mesh.Data["meshNetworks"]; !strings.Contains(got, "network-2:\n    endpoints:\n    - fromRegistry: cluster-2") {
+		t.Errorf("meshNetworks:\n%s", got)
+	}
+	injector := byKind["ConfigMap"][1].(*corev1.ConfigMap)
+	if !strings.Contains(injector.Data["values"], `"network": "network-2"`) {
+		t.Errorf("injected sidecars do not learn the network:\n%s", injector.Data["values"])
+	}
+	in := sampleInputs("1.28.3")
+	in.Entry.Network = ""
+	if got := objectsByKind(t, in)["ConfigMap"][0].(*corev1.ConfigMap).Data["meshNetworks"]; got != "networks: {}\n" {
+		t.Errorf("single-network meshNetworks: %q", got)
+	}
+}
