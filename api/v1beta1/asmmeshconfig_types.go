@@ -97,6 +97,12 @@ type ExternalIstiodConfiguration struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="priorityClassName must be the name of a PriorityClass (lower-case DNS name)"
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 
+	// MutualAccess gives this cluster's istiod read access to the other clusters of the
+	// mesh (an Istio remote secret for each, scoped to Istio's reader role there), so
+	// its workloads reach their services too. Off: they see only their own cluster's.
+	// +optional
+	MutualAccess bool `json:"mutualAccess,omitempty"`
+
 	// KeepTrafficInCluster keeps the cluster's traffic to the listed hosts inside the
 	// cluster (Istio's MeshConfig serviceSettings clusterLocal). Unset: traffic may cross
 	// clusters as usual.

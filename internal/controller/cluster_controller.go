@@ -213,7 +213,16 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		w.set(v1beta1.ConditionSwitched, false, ReasonUnreachable, "switching cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
 		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
 	}
-	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, append(objs, keep...)); err != nil {
+	secrets, err := r.reconcileAccess(applyCtx, w, in.Entry.MutualAccess)
+	if err == nil {
+		_, err = r.Applier.Apply(applyCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, secrets)
+	}
+	if err != nil {
+		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "mutual access of cluster %s: %s", w.id, errorSummary(err))
+		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+	}
+	keep = append(keep, secrets...)
+	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, append([]schema.GroupVersionKind{secretGVK}, render.OwnedKinds...), append(objs, keep...)); err != nil {
 		return r.applyFailed(w, err)
 	}
 	return ctrl.Result{RequeueAfter: resyncInterval}, nil
@@ -308,6 +317,9 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	// Injection goes back to the mesh control plane before istiod goes away.
 	err = r.switchBack(cleanCtx, w)
 	if err == nil {
+		_, err = r.reconcileAccess(cleanCtx, w, false)
+	}
+	if err == nil {
 		// The cache finds what to delete; the API server confirms nothing is left.
 		_, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, nil)
 	}
@@ -359,7 +371,7 @@ func (r *ClusterReconciler) event(w *clusterWork, eventType, reason, format stri
 // allOwnedKinds is every kind the operator creates in a cluster: the mirror's copies
 // and CRDs first, then istiod.
 func allOwnedKinds() []schema.GroupVersionKind {
-	return append(mirrorKinds(), render.OwnedKinds...)
+	return append(append(mirrorKinds(), secretGVK), render.OwnedKinds...)
 }
 
 func ownership(id string) apply.Ownership {

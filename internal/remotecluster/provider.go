@@ -120,6 +120,20 @@ func (p *Provider) Lookup(ctx context.Context, id string) (State, bool, error) {
 	return State{}, false, nil
 }
 
+// Engaged lists the cluster IDs with a usable client, sorted.
+func (p *Provider) Engaged() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var ids []string
+	for id, r := range p.clusters {
+		if r.cluster != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // IndexField indexes a field on every engaged cluster, present and future.
 func (p *Provider) IndexField(ctx context.Context, obj client.Object, field string, extract client.IndexerFunc) error {
 	index := func(ctx context.Context, cl cluster.Cluster) error {

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -232,6 +233,35 @@ var _ = Describe("remote control planes", Ordered, func() {
 		// The namespace was there before the operator came, so it stays.
 		Expect(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: ns}, &corev1.Namespace{})).To(Succeed())
 		Expect(remotes["cluster-2"].ownedNames()).To(Equal(switchedIstiod))
+	})
+
+	It("gives cluster-2's istiod scoped access to cluster-1 with mutual access, and takes it back", func() {
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.MutualAccess = true
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		secret := &corev1.Secret{}
+		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-1"}
+		Eventually(func() error { return remotes["cluster-2"].client.Get(ctx(), key, secret) }).Should(Succeed())
+		Expect(secret.Labels).To(HaveKeyWithValue("istio/multiCluster", "true"))
+		reader := kubeconfigClient(secret.Data["cluster-1"])
+		Expect(reader.List(ctx(), &corev1.ServiceList{})).To(Succeed(), "istiod reads services of cluster-1")
+		Expect(reader.List(ctx(), &corev1.PodList{})).To(Succeed(), "istiod reads pods of cluster-1")
+		err := reader.Create(ctx(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the reader writes nothing: %v", err)
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.MutualAccess = false
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(func() bool { return apierrors.IsNotFound(remotes["cluster-2"].client.Get(ctx(), key, secret)) }).Should(BeTrue())
+		Eventually(func() error {
+			return remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "remote-istiod-reader-cluster-2"}, &corev1.ServiceAccount{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(apierrors.IsNotFound(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
 	})
 
 	It("reports a cluster ID no remote secret provides, while the other cluster converges", func() {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -248,4 +249,16 @@ func (rc *remoteCluster) istioSpec(obj *unstructured.Unstructured) string {
 	raw, err := json.Marshal(u.Object["spec"])
 	Expect(err).NotTo(HaveOccurred())
 	return string(raw)
+}
+
+// kubeconfigClient connects with a kubeconfig the operator handed out, and checks that
+// it authenticates with a token, not with the operator's own credentials.
+func kubeconfigClient(kubeconfig []byte) client.Client {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(cfg.BearerToken).NotTo(BeEmpty())
+	Expect(cfg.CertData).To(BeEmpty())
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
 }
