@@ -1,0 +1,96 @@
+package switching
+
+import (
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+)
+
+func managedInjector() *admissionv1.MutatingWebhookConfiguration {
+	hook := func(name string) admissionv1.MutatingWebhook {
+		return admissionv1.MutatingWebhook{Name: name,
+			ClientConfig:   admissionv1.WebhookClientConfig{URL: ptr.To("https://mesh:15017/inject"), CABundle: []byte("mesh")},
+			ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"x": name}}}
+	}
+	return &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", UID: "u1"},
+		Webhooks: []admissionv1.MutatingWebhook{hook("rev.namespace.sidecar-injector.istio.io"), hook("other.example.com")}}
+}
+
+func TestSwitchInPlaceAndBack(t *testing.T) {
+	original := managedInjector()
+	mwc := original.DeepCopy()
+	if !IsIstioInjector(mwc) {
+		t.Fatal("not recognised as Istio's injector")
+	}
+	rec := Record(mwc)
+	if !PointAtLocal(mwc, "istio-system", []byte("local")) {
+		t.Fatal("nothing changed")
+	}
+	w := mwc.Webhooks[0]
+	if w.ClientConfig.URL != nil || w.ClientConfig.Service.Name != "istiod" || string(w.ClientConfig.CABundle) != "local" {
+		t.Errorf("injection webhook not pointed at the local istiod: %+v", w.ClientConfig)
+	}
+	if !equality.Semantic.DeepEqual(w.ObjectSelector, original.Webhooks[0].ObjectSelector) {
+		t.Error("selectors changed: other pods would be injected")
+	}
+	if !equality.Semantic.DeepEqual(mwc.Webhooks[1], original.Webhooks[1]) {
+		t.Error("a webhook that is not Istio's injection was changed")
+	}
+	if PointAtLocal(mwc, "istio-system", []byte("local")) {
+		t.Error("a second switch changed something")
+	}
+	if !Restore(mwc, rec) || !equality.Semantic.DeepEqual(mwc, original) {
+		t.Errorf("switching back did not restore the original:\n%+v", mwc.Webhooks[0].ClientConfig)
+	}
+}
+
+func TestStateRoundTripKeepsTokens(t *testing.T) {
+	st := &State{SwitchedAt: time.Date(2026, 11, 27, 8, 0, 1, 0, time.UTC), Injectors: []InjectorRecord{Record(managedInjector())}}
+	data, err := st.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(&corev1.ConfigMap{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.SwitchToken() != "switch-20261127T080001Z" || back.BackToken() != "back-20261127T080001Z" || len(back.Injectors) != 1 {
+		t.Errorf("round trip: %+v", back)
+	}
+	if _, err := Decode(&corev1.ConfigMap{Data: map[string]string{"state": "{"}}); err == nil {
+		t.Error("a corrupt record was accepted")
+	}
+}
+
+func TestGatewayRestartOncePerToken(t *testing.T) {
+	dep := &appsv1.Deployment{}
+	if !MarkRestart(dep, "switch-a") || MarkRestart(dep, "switch-a") {
+		t.Error("the same switch restarted the gateway twice")
+	}
+	if !MarkRestart(dep, "back-a") {
+		t.Error("switching back did not restart the gateway")
+	}
+	matches := func(l map[string]string) bool {
+		for _, sel := range GatewaySelectors() {
+			if sel.Matches(labels.Set(l)) {
+				return true
+			}
+		}
+		return false
+	}
+	for l, want := range map[string]bool{"ingressgateway": true, "eastwestgateway": true, "egressgateway": true, "pilot": false} {
+		if matches(map[string]string{"istio": l}) != want {
+			t.Errorf("istio=%s: gateway = %v", l, !want)
+		}
+	}
+	if !matches(map[string]string{"gateway.istio.io/managed": "istio.io-gateway-controller"}) {
+		t.Error("Gateway API gateways are not restarted")
+	}
+}
