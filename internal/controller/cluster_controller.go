@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -188,6 +189,9 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	if err := r.ensureNamespace(applyCtx, w); err != nil {
 		return r.applyFailed(w, err)
 	}
+	if err := r.labelNetwork(applyCtx, w, in.Entry.Network); err != nil {
+		return r.applyFailed(w, err)
+	}
 	own := ownership(w.id)
 	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, objs)
 	if err != nil {
@@ -337,6 +341,9 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
 	}
+	if err := r.labelNetwork(cleanCtx, w, ""); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.deleteOwnNamespace(cleanCtx, w); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -345,6 +352,42 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	log.Info("removed istiod from cluster")
 	r.event(w, corev1.EventTypeNormal, ReasonRemoving, "removed istiod and everything the operator created from cluster %s", w.id)
 	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+}
+
+// networkFieldOwner owns only the network label of the control plane namespace.
+const networkFieldOwner = "remote-istiod-operator-network"
+
+// labelNetwork puts the cluster's network where istiod reads it, the
+// topology.istio.io/network label of its namespace, with a field manager that owns that
+// label alone; "" gives the label up again. A label someone else set to another value
+// is left alone and reported.
+func (r *ClusterReconciler) labelNetwork(ctx context.Context, w *clusterWork, network string) error {
+	const key = "topology.istio.io/network"
+	ns := &corev1.Namespace{}
+	if err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: r.Settings.Namespace}, ns); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	ours := false
+	for _, f := range ns.ManagedFields {
+		ours = ours || f.Manager == networkFieldOwner
+	}
+	if current, set := ns.Labels[key]; network != "" && set && current != network && !ours {
+		return &apply.NotOwnedError{Kind: "Namespace label " + key + "=" + current + " on", Name: ns.Name}
+	}
+	if network == "" && !ours {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("Namespace")
+	u.SetName(ns.Name)
+	if network != "" {
+		if ns.Labels[key] == network && ours {
+			return nil
+		}
+		u.SetLabels(map[string]string{key: network})
+	}
+	return w.remote.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(networkFieldOwner), client.ForceOwnership)
 }
 
 func (r *ClusterReconciler) deleteOwnNamespace(ctx context.Context, w *clusterWork) error {

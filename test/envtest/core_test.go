@@ -264,6 +264,30 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(apierrors.IsNotFound(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
 	})
 
+	It("puts the cluster on its network for multi-network meshes, and takes the label back", func() {
+		rc := remotes["cluster-2"]
+		network := func() string {
+			nsObj := &corev1.Namespace{}
+			Expect(rc.client.Get(ctx(), types.NamespacedName{Name: ns}, nsObj)).To(Succeed())
+			return nsObj.Labels["topology.istio.io/network"]
+		}
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.Network = "network-2"
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(network).Should(Equal("network-2"))
+		cm := &corev1.ConfigMap{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
+		Expect(cm.Data["meshNetworks"]).To(ContainSubstring("fromRegistry: cluster-2"))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.Network = ""
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(network).Should(BeEmpty())
+	})
+
 	It("reports a cluster ID no remote secret provides, while the other cluster converges", func() {
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
 			mc.Spec.ExternalIstiodConfigurations["cluster-9"] = entry(1)
