@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +27,10 @@ func main() {
 		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
 	flag.StringVar(&opts.Settings.Hub, "istio-hub", "docker.io/istio", "Default image registry of istiod when the ASMMeshConfig sets no spec.hub.")
 	flag.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Default Istio version when the ASMMeshConfig sets no spec.version.")
+	flag.DurationVar(&opts.Settings.IntermediateCALifetime, "intermediate-ca-lifetime", 90*24*time.Hour,
+		"Lifetime of the intermediate CA issued to each remote istiod (never past the mesh CA's).")
+	flag.DurationVar(&opts.Settings.IntermediateCARenewBefore, "intermediate-ca-renew-before", 30*24*time.Hour,
+		"Renew an intermediate CA this long before it expires; istiod is rolled to pick it up.")
 	flag.IntVar(&opts.Workers, "cluster-workers", 8, "How many data-plane clusters are reconciled at once.")
 	flag.BoolVar(&opts.AllowExecCredentials, "allow-exec-credentials", false, "Let kubeconfigs in remote secrets run exec plugins and auth providers.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")

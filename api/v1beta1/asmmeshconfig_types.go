@@ -50,6 +50,12 @@ type ASMMeshConfigSpec struct {
 	// +optional
 	UseDataPlaneKubeAPIForIstioResources bool `json:"useDataPlaneKubeAPIForIstioResources,omitempty"`
 
+	// AllowIndependentRootCA lets remote istiods start when the mesh cluster has no
+	// cacerts Secret: each then signs with a root of its own, and workloads under the
+	// mesh and the remote control planes do not trust each other. Off by default.
+	// +optional
+	AllowIndependentRootCA bool `json:"allowIndependentRootCA,omitempty"`
+
 	// TrustDomain of the mesh's workload identities. Defaults to cluster.local.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
@@ -145,6 +151,9 @@ const (
 	// ConditionConfigMirrored is True when the cluster holds a copy of every Istio
 	// configuration object of the mesh cluster, and nothing else.
 	ConditionConfigMirrored = "ConfigMirrored"
+	// ConditionMeshTrust is True when the cluster's istiod signs with an intermediate
+	// CA of the mesh CA.
+	ConditionMeshTrust = "MeshTrust"
 	// ConditionSwitched is True when the cluster's sidecar injection is served by its
 	// own istiod.
 	ConditionSwitched = "Switched"

@@ -32,13 +32,14 @@ func certs(t *testing.T, data []byte) []*x509.Certificate {
 	}
 }
 
-func issue(t *testing.T, mesh ca.Bundle, lifetime time.Duration) (*ca.Issuer, ca.Bundle) {
+// issue gives cluster-2 an intermediate valid for 30 days.
+func issue(t *testing.T, mesh ca.Bundle) (*ca.Issuer, ca.Bundle) {
 	t.Helper()
 	issuer, err := ca.NewIssuer(mesh)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := issuer.Issue("cluster-2", lifetime, time.Now())
+	b, err := issuer.Issue("cluster-2", 30*24*time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func issue(t *testing.T, mesh ca.Bundle, lifetime time.Duration) (*ca.Issuer, ca
 // root: workloads under both control planes trust each other.
 func TestLeafVerifiesAgainstMeshRoot(t *testing.T) {
 	mesh := catest.MeshCACerts(365 * 24 * time.Hour)
-	_, b := issue(t, mesh, 30*24*time.Hour)
+	_, b := issue(t, mesh)
 
 	inter := certs(t, b[ca.CACert])[0]
 	block, _ := pem.Decode(b[ca.CAKey])
@@ -79,7 +80,7 @@ func TestLeafVerifiesAgainstMeshRoot(t *testing.T) {
 
 func TestChainOrderAndNoMeshKey(t *testing.T) {
 	mesh := catest.MeshCACerts(365 * 24 * time.Hour)
-	_, b := issue(t, mesh, 30*24*time.Hour)
+	_, b := issue(t, mesh)
 	chain := certs(t, b[ca.CertChain])
 	meshChain := certs(t, mesh[ca.CertChain])
 	if len(chain) != 1+len(meshChain) || !chain[0].Equal(certs(t, b[ca.CACert])[0]) {
@@ -106,7 +107,7 @@ func TestChainOrderAndNoMeshKey(t *testing.T) {
 
 func TestRenewal(t *testing.T) {
 	mesh := catest.MeshCACerts(365 * 24 * time.Hour)
-	issuer, b := issue(t, mesh, 30*24*time.Hour)
+	issuer, b := issue(t, mesh)
 	window := 10 * 24 * time.Hour
 	if !issuer.Current(b, window, time.Now()) {
 		t.Error("a fresh intermediate should stay")
@@ -121,7 +122,7 @@ func TestRenewal(t *testing.T) {
 	if other.Current(b, window, time.Now()) {
 		t.Error("an intermediate of another mesh CA must be replaced")
 	}
-	_, short := issue(t, catest.MeshCACerts(24*time.Hour), 30*24*time.Hour)
+	_, short := issue(t, catest.MeshCACerts(24*time.Hour))
 	if c := certs(t, short[ca.CACert])[0]; c.NotAfter.After(time.Now().Add(25 * time.Hour)) {
 		t.Error("an intermediate outlives the mesh CA that signed it")
 	}

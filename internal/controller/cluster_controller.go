@@ -49,6 +49,9 @@ type ClusterReconciler struct {
 	Settings render.Settings
 	// LocalCache is the mesh cluster's cache, where Istio's kinds are watched.
 	LocalCache cache.Cache
+	// LocalReader reads the mesh cluster directly, for the few objects not cached
+	// (the mesh CA).
+	LocalReader client.Reader
 
 	watches *kindWatches
 }
@@ -174,13 +177,26 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return res, err
 	}
 
+	cacerts, fingerprint, ok, err := r.reconcileTrust(ctx, w)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ok {
+		// A missing or broken mesh CA needs a person; look again now and then.
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
 	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
+	in.CACertsFingerprint = fingerprint
 	w.status.DesiredReplicas = ptrOr(in.Entry.Replicas, 2)
 	objs, err := render.Render(in, r.Scheme)
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonRenderFailed, "cannot render istiod: %v; fix the ASMMeshConfig", err)
 		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
 		return ctrl.Result{}, nil // only a spec change can fix this
+	}
+	if cacerts != nil {
+		// istiod reads its CA at start: the Secret goes first.
+		objs = append([]client.Object{cacerts}, objs...)
 	}
 	hash := render.Hash(objs)
 

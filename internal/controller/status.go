@@ -41,6 +41,7 @@ const (
 var stalledReasons = map[string]bool{
 	ReasonRemoteSecretAbsent: true, ReasonInvalidKubeconfig: true, ReasonForbidden: true,
 	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
+	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry

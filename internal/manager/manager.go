@@ -78,13 +78,14 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 		return nil, fmt.Errorf("setting up remote clusters: %w", err)
 	}
 	r := &controller.ClusterReconciler{
-		Local:      mgr.GetLocalManager().GetClient(),
-		Scheme:     opts.Scheme,
-		Clusters:   provider,
-		Applier:    apply.New(),
-		Recorder:   mgr.GetLocalManager().GetEventRecorder("remote-istiod-operator"),
-		Settings:   opts.Settings,
-		LocalCache: mgr.GetLocalManager().GetCache(),
+		Local:       mgr.GetLocalManager().GetClient(),
+		Scheme:      opts.Scheme,
+		Clusters:    provider,
+		Applier:     apply.New(),
+		Recorder:    mgr.GetLocalManager().GetEventRecorder("remote-istiod-operator"),
+		Settings:    opts.Settings,
+		LocalCache:  mgr.GetLocalManager().GetCache(),
+		LocalReader: mgr.GetLocalManager().GetAPIReader(),
 	}
 	if err := r.SetupWithManager(mgr, opts.Workers); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)

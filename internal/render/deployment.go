@@ -154,6 +154,18 @@ func (r *renderer) volumes() ([]corev1.Volume, []corev1.VolumeMount) {
 	return volumes, mounts
 }
 
+// CACertsAnnotation on istiod's pod template follows its signing CA, so a renewed
+// intermediate rolls istiod (istiod reads cacerts once, at start).
+const CACertsAnnotation = "istio.alibabacloud.com/cacerts"
+
+func (r *renderer) podAnnotations() map[string]string {
+	a := map[string]string{"prometheus.io/port": "15014", "prometheus.io/scrape": "true", "sidecar.istio.io/inject": "false"}
+	if r.in.CACertsFingerprint != "" {
+		a[CACertsAnnotation] = r.in.CACertsFingerprint
+	}
+	return a
+}
+
 func (r *renderer) deployment() *appsv1.Deployment {
 	e := r.in.Entry
 	volumes, mounts := r.volumes()
@@ -172,12 +184,8 @@ func (r *renderer) deployment() *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"istio": "pilot"}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
-					Labels: podLabels,
-					Annotations: map[string]string{
-						"prometheus.io/port":      "15014",
-						"prometheus.io/scrape":    "true",
-						"sidecar.istio.io/inject": "false",
-					},
+					Labels:      podLabels,
+					Annotations: r.podAnnotations(),
 				},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:        "istiod",

@@ -6,6 +6,7 @@ package render
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -37,6 +38,9 @@ type Inputs struct {
 	// MeshID and TrustDomain of the mesh.
 	MeshID      string
 	TrustDomain string
+	// CACertsFingerprint changes when istiod's signing CA (the cacerts Secret) does;
+	// it is a pod template annotation so that a new CA rolls istiod.
+	CACertsFingerprint string
 }
 
 // Settings are the operator's defaults for what the ASMMeshConfig leaves empty.
@@ -45,6 +49,10 @@ type Settings struct {
 	Hub         string
 	Version     string
 	TrustDomain string
+	// IntermediateCALifetime and IntermediateCARenewBefore govern the intermediate CA
+	// issued to each remote istiod.
+	IntermediateCALifetime    time.Duration
+	IntermediateCARenewBefore time.Duration
 }
 
 // InputsFor combines an ASMMeshConfig entry with the operator's settings.

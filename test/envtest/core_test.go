@@ -1,6 +1,7 @@
 package envtest
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
 func entry(replicas int32) v1beta1.ExternalIstiodConfiguration {
@@ -103,6 +106,64 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Consistently(rc.restarts, "2s").Should(Equal(before))
 		rc.expectOneInjector(localInjector(rc))
 		Expect(readyCondition()).To(Equal("True/Ready"))
+	})
+
+	It("gives cluster-2's istiod its own intermediate of the mesh CA, and never the mesh CA's key", func() {
+		rc := remotes["cluster-2"]
+		cacerts := &corev1.Secret{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, cacerts)).To(Succeed())
+		Expect(verifiesAgainstMeshRoot(cacerts.Data)).To(Succeed())
+		Expect(cacerts.Data["root-cert.pem"]).To(Equal(meshCA["root-cert.pem"]))
+		secrets := &corev1.SecretList{}
+		Expect(rc.client.List(ctx(), secrets)).To(Succeed())
+		for _, s := range secrets.Items {
+			for k, v := range s.Data {
+				Expect(bytes.Contains(v, meshCA["ca-key.pem"])).To(BeFalse(), "%s/%s[%s] holds the mesh CA's key", s.Namespace, s.Name, k)
+			}
+		}
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionMeshTrust)).To(Equal("True/" + controller.ReasonIntermediateIssued))
+		Expect(rc.deployment().Spec.Template.Annotations).To(HaveKey(render.CACertsAnnotation))
+	})
+
+	It("issues a new intermediate when the mesh CA changes, and rolls istiod", func() {
+		rc := remotes["cluster-2"]
+		before := rc.deployment().Spec.Template.Annotations[render.CACertsAnnotation]
+		meshCA = catest.MeshCACerts(365 * 24 * time.Hour)
+		caSecret := &corev1.Secret{}
+		Expect(mesh.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, caSecret)).To(Succeed())
+		caSecret.Data = meshCA
+		Expect(mesh.Update(ctx(), caSecret)).To(Succeed())
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/resync": "mesh-ca-rotated"}
+		})
+		Eventually(func() error {
+			cacerts := &corev1.Secret{}
+			Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, cacerts)).To(Succeed())
+			return verifiesAgainstMeshRoot(cacerts.Data)
+		}).Should(Succeed())
+		Eventually(func() string { return rc.deployment().Spec.Template.Annotations[render.CACertsAnnotation] }).ShouldNot(Equal(before))
+		rc.markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
+	It("does not start or change istiod while the mesh cluster has no CA, and says why", func() {
+		replicas := *remotes["cluster-2"].deployment().Spec.Replicas
+		caSecret := &corev1.Secret{}
+		Expect(mesh.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, caSecret)).To(Succeed())
+		Expect(mesh.Delete(ctx(), caSecret)).To(Succeed())
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(replicas + 2)
+		})
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/" + controller.ReasonNoMeshCA))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionMeshTrust)).To(Equal("False/" + controller.ReasonNoMeshCA))
+		Expect(condition(getMeshConfig(), v1beta1.ConditionStalled)).To(HavePrefix("True"))
+		Consistently(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }, "2s").Should(Equal(replicas))
+
+		Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(replicas) })
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMeshTrust) }).Should(Equal("True/" + controller.ReasonIntermediateIssued))
+		remotes["cluster-2"].markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
 	It("mirrors Istio configuration from the mesh cluster into cluster-2 only, and restores edited copies", func() {

@@ -1,7 +1,10 @@
 package envtest
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"sort"
 
 	. "github.com/onsi/gomega"
@@ -58,6 +61,7 @@ var fullIstiod = []string{
 	"Deployment/istio-system/istiod",
 	"PodDisruptionBudget/istio-system/istiod",
 	"Role/istio-system/istiod",
+	"Secret/istio-system/cacerts",
 	"RoleBinding/istio-system/istiod",
 	"Service/istio-system/istiod",
 	"ServiceAccount/istio-system/istiod",
@@ -68,7 +72,7 @@ var fullIstiod = []string{
 // server, as "Kind/[namespace/]name" -> resourceVersion.
 func (rc *remoteCluster) owned() map[string]string {
 	out := map[string]string{}
-	for _, gvk := range append(append(mirror.Kinds(), mirror.CRDGVK), render.OwnedKinds...) {
+	for _, gvk := range append(append(mirror.Kinds(), mirror.CRDGVK, corev1.SchemeGroupVersion.WithKind("Secret")), render.OwnedKinds...) {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		err := rc.client.List(ctx(), list, client.MatchingLabels{render.ManagedByLabel: render.ManagedByValue})
@@ -261,4 +265,22 @@ func kubeconfigClient(kubeconfig []byte) client.Client {
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	return c
+}
+
+// verifiesAgainstMeshRoot checks a cacerts bundle: its CA certificate is signed, through
+// its chain, by the mesh root.
+func verifiesAgainstMeshRoot(b map[string][]byte) error {
+	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
+	roots.AppendCertsFromPEM(meshCA["root-cert.pem"])
+	intermediates.AppendCertsFromPEM(b["cert-chain.pem"])
+	block, _ := pem.Decode(b["ca-cert.pem"])
+	if block == nil {
+		return fmt.Errorf("no ca-cert.pem")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return err
+	}
+	_, err = cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -33,6 +34,8 @@ var (
 	mesh    client.Client
 	remotes = map[string]*remoteCluster{}
 	stopMgr context.CancelFunc
+	// meshCA is the mesh cluster's plugged-in CA (cacerts).
+	meshCA  map[string][]byte
 	mgrDone chan struct{}
 )
 
@@ -65,6 +68,8 @@ var _ = BeforeSuite(func() {
 	mesh, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(mesh.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	meshCA = catest.MeshCACerts(365 * 24 * time.Hour)
+	Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
 
 	for _, id := range []string{"cluster-1", "cluster-2"} {
 		rc := &remoteCluster{id: id, env: &envtest.Environment{}}
