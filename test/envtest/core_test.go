@@ -113,6 +113,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		cacerts := &corev1.Secret{}
 		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, cacerts)).To(Succeed())
 		Expect(verifiesAgainstMeshRoot(cacerts.Data)).To(Succeed())
+		rememberSecret(cacerts.Data["ca-key.pem"])
 		Expect(cacerts.Data["root-cert.pem"]).To(Equal(meshCA["root-cert.pem"]))
 		secrets := &corev1.SecretList{}
 		Expect(rc.client.List(ctx(), secrets)).To(Succeed())
@@ -129,6 +130,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		rc := remotes["cluster-2"]
 		before := rc.deployment().Spec.Template.Annotations[render.CACertsAnnotation]
 		meshCA = catest.MeshCACerts(365 * 24 * time.Hour)
+		rememberSecret(meshCA["ca-key.pem"])
 		caSecret := &corev1.Secret{}
 		Expect(mesh.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, caSecret)).To(Succeed())
 		caSecret.Data = meshCA

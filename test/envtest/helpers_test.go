@@ -128,6 +128,9 @@ func (rc *remoteCluster) markAvailable() {
 func getMeshConfig() *v1beta1.ASMMeshConfig {
 	mc := &v1beta1.ASMMeshConfig{}
 	Expect(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc)).To(Succeed())
+	raw, err := json.Marshal(mc.Status)
+	Expect(err).NotTo(HaveOccurred())
+	_, _ = statusSeen.Write(raw)
 	return mc
 }
 
@@ -258,6 +261,7 @@ func (rc *remoteCluster) istioSpec(obj *unstructured.Unstructured) string {
 // kubeconfigClient connects with a kubeconfig the operator handed out, and checks that
 // it authenticates with a token, not with the operator's own credentials.
 func kubeconfigClient(kubeconfig []byte) client.Client {
+	rememberKubeconfig(kubeconfig)
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(cfg.BearerToken).NotTo(BeEmpty())

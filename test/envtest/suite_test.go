@@ -4,6 +4,7 @@ package envtest
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestEnvtest(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &logs)), zap.UseDevMode(true)))
 	Expect(manager.AddToScheme(scheme)).To(Succeed())
 	SetDefaultEventuallyTimeout(60 * time.Second)
 	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
@@ -69,6 +70,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(mesh.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	meshCA = catest.MeshCACerts(365 * 24 * time.Hour)
+	rememberSecret(meshCA["ca-key.pem"])
 	Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
 
 	for _, id := range []string{"cluster-1", "cluster-2"} {
@@ -92,6 +94,9 @@ var _ = AfterSuite(func() {
 		stopMgr()
 		Eventually(mgrDone).Should(BeClosed())
 	}
+	if mesh != nil {
+		expectNoLeaks()
+	}
 	for _, rc := range remotes {
 		_ = rc.env.Stop()
 	}
@@ -109,6 +114,7 @@ func (rc *remoteCluster) kubeconfig(user string) []byte {
 	Expect(err).NotTo(HaveOccurred())
 	raw, err := u.KubeConfig()
 	Expect(err).NotTo(HaveOccurred())
+	rememberKubeconfig(raw)
 	return raw
 }
 
