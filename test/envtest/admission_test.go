@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -67,3 +68,18 @@ var _ = It("accepts the sample ASMMeshConfig", func() {
 func clusters(id string, e v1beta1.ExternalIstiodConfiguration) v1beta1.ASMMeshConfigSpec {
 	return v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{id: e}}
 }
+
+var _ = It("runs the operator with no more rights than config/rbac grants", func() {
+	operator, err := client.New(operatorConfig, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(operator.List(ctx(), &corev1.SecretList{}, client.InNamespace("istio-system"))).To(Succeed())
+	for what, err := range map[string]error{
+		"list Secrets of other namespaces": operator.List(ctx(), &corev1.SecretList{}, client.InNamespace("default")),
+		"write Secrets":                    operator.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "istio-system"}}),
+		"list Pods":                        operator.List(ctx(), &corev1.PodList{}),
+		"write Istio configuration": operator.Create(ctx(), istioObject("networking.istio.io/v1", "VirtualService", "x",
+			map[string]any{"hosts": []any{"x"}})),
+	} {
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the operator may %s: %v", what, err)
+	}
+})

@@ -5,15 +5,20 @@ package envtest
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -21,6 +26,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
@@ -35,6 +41,9 @@ var (
 	mesh    client.Client
 	remotes = map[string]*remoteCluster{}
 	stopMgr context.CancelFunc
+	// operatorConfig authenticates as the operator, with exactly the RBAC of
+	// config/rbac, not as an administrator.
+	operatorConfig *rest.Config
 	// meshCA is the mesh cluster's plugged-in CA (cacerts).
 	meshCA  map[string][]byte
 	mgrDone chan struct{}
@@ -86,6 +95,7 @@ var _ = BeforeSuite(func() {
 		rc.initial = rc.inventory()
 		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator")})
 	}
+	operatorConfig = restrictedOperatorConfig()
 	startManager()
 })
 
@@ -141,7 +151,7 @@ func startManager() {
 			Controller:             config.Controller{SkipNameValidation: ptrTo(true)},
 		},
 	}
-	mgr, err := manager.New(meshEnv.Config, opts)
+	mgr, err := manager.New(operatorConfig, opts)
 	Expect(err).NotTo(HaveOccurred())
 	var c context.Context
 	c, stopMgr = context.WithCancel(context.Background())
@@ -154,3 +164,31 @@ func startManager() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// restrictedOperatorConfig installs config/rbac's generated roles in the mesh cluster,
+// binds them to a user of their own and returns that user's config: the manager then
+// runs with no more rights than the installed operator.
+func restrictedOperatorConfig() *rest.Config {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	const user = "remote-istiod-operator"
+	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		if strings.TrimSpace(strings.Trim(doc, "-")) == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+		Expect(mesh.Create(ctx(), u)).To(Succeed())
+		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: u.GetKind(), Name: u.GetName()}
+		meta := metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace()}
+		if u.GetKind() == "ClusterRole" {
+			Expect(mesh.Create(ctx(), &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
+		} else {
+			Expect(mesh.Create(ctx(), &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
+		}
+	}
+	u, err := meshEnv.AddUser(envtest.User{Name: user}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	return u.Config()
+}
