@@ -161,6 +161,14 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(condition(getMeshConfig(), v1beta1.ConditionStalled)).To(HavePrefix("True"))
 		Consistently(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }, "2s").Should(Equal(replicas))
 
+		By("accepting an independent root when the spec says so, with a warning")
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.AllowIndependentRootCA = true })
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMeshTrust) }).Should(Equal("False/" + controller.ReasonIndependentRoot))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/" + controller.ReasonApplied))
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(Equal(replicas + 2))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.AllowIndependentRootCA = false })
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/" + controller.ReasonNoMeshCA))
+
 		Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(replicas) })
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMeshTrust) }).Should(Equal("True/" + controller.ReasonIntermediateIssued))
