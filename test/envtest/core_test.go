@@ -108,6 +108,20 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(readyCondition()).To(Equal("True/Ready"))
 	})
 
+	It("keeps the injector's caBundle equal to the root istiod publishes", func() {
+		rc := remotes["cluster-2"]
+		root := &corev1.ConfigMap{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio-ca-root-cert"}, root)).To(Succeed())
+		root.Data["root-cert.pem"] = "rotated-root"
+		Expect(rc.client.Update(ctx(), root)).To(Succeed())
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/resync": "root-rotated"}
+		})
+		Eventually(rc.injectors).Should(HaveKeyWithValue(injectionCases[0].name, []string{"service/istio-system/istiod ca=rotated-root"}))
+		rc.markAvailable() // istiod publishes its usual root again
+		Eventually(rc.injectors).Should(HaveKeyWithValue(injectionCases[0].name, []string{localInjector(rc)}))
+	})
+
 	It("gives cluster-2's istiod its own intermediate of the mesh CA, and never the mesh CA's key", func() {
 		rc := remotes["cluster-2"]
 		cacerts := &corev1.Secret{}
