@@ -44,6 +44,15 @@ func readerOwnership(reader string) apply.Ownership {
 // to Istio's reader role there; otherwise it removes those identities. It returns the
 // remote secrets to apply in the cluster (pruning removes the others).
 func (r *ClusterReconciler) reconcileAccess(ctx context.Context, w *clusterWork, enabled bool) ([]client.Object, error) {
+	if !enabled {
+		// Grants are revoked before the secrets that use them are pruned, so a cluster
+		// that holds no distributed secret has no grants anywhere: nothing to ask the
+		// other clusters, and one broken cluster cannot hold up the others.
+		held, err := r.holdsDistributedSecrets(ctx, w)
+		if err != nil || !held {
+			return nil, err
+		}
+	}
 	var secrets []client.Object
 	for _, other := range r.Clusters.Engaged() {
 		if other == w.id {
@@ -53,19 +62,38 @@ func (r *ClusterReconciler) reconcileAccess(ctx context.Context, w *clusterWork,
 		if err != nil || !found || state.Cluster == nil {
 			continue // reported on that cluster's own entry, if it has one
 		}
+		otherCtx, cancel := context.WithTimeout(ctx, probeTimeout)
 		if !enabled {
-			if err := r.revokeReader(ctx, w.id, other, state); err != nil {
-				return nil, err
+			err := r.revokeReader(otherCtx, w.id, other, state)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("revoking mutual access in cluster %s: %w", other, err)
 			}
 			continue
 		}
-		secret, err := r.grantReader(ctx, w, other, state)
+		secret, err := r.grantReader(otherCtx, w, other, state)
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("mutual access with cluster %s: %w", other, err)
 		}
 		secrets = append(secrets, secret)
 	}
 	return secrets, nil
+}
+
+// holdsDistributedSecrets reports whether the operator gave the cluster's istiod remote
+// secrets for other clusters.
+func (r *ClusterReconciler) holdsDistributedSecrets(ctx context.Context, w *clusterWork) (bool, error) {
+	if w.remote == nil {
+		return false, nil
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(secretGVK.GroupVersion().WithKind("SecretList"))
+	if err := w.remote.GetClient().List(ctx, list, client.InNamespace(r.Settings.Namespace),
+		client.MatchingLabels(ownership(w.id).Labels), client.HasLabels{remotecluster.RemoteSecretLabel}); err != nil {
+		return false, err
+	}
+	return len(list.Items) > 0, nil
 }
 
 // grantReader makes sure the reader identity exists in cluster `other` and returns the

@@ -258,12 +258,17 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 		}
 	}()
 	p.store(id, next)
-	// Engaging starts the controllers' watches in this cluster. It does not wait for
-	// them to sync, so an unreachable cluster cannot block other clusters here.
-	if err := p.mgr.Engage(clusterCtx, multicluster.ClusterName(id), next.cluster); err != nil {
-		log.Error(err, "engaging remote cluster")
-	}
-	log.Info("remote cluster engaged")
+	// Engaging starts the controllers' watches in this cluster, and starting a watch
+	// can wait for the cluster (unreachable, or refusing the list). It runs on its own,
+	// so one such cluster never holds up the remote secrets of the others; removing the
+	// cluster cancels it.
+	go func() {
+		if err := p.mgr.Engage(clusterCtx, multicluster.ClusterName(id), next.cluster); err != nil && clusterCtx.Err() == nil {
+			log.Error(err, "engaging remote cluster")
+			return
+		}
+		log.Info("remote cluster engaged")
+	}()
 	p.notify(ctx, id)
 }
 

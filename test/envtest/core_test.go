@@ -119,6 +119,9 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(rc.injectors).Should(HaveKeyWithValue(injectionCases[0].name, []string{"service/istio-system/istiod ca=rotated-root"}))
 		rc.markAvailable() // istiod publishes its usual root again
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/resync": "root-restored"}
+		})
 		Eventually(rc.injectors).Should(HaveKeyWithValue(injectionCases[0].name, []string{localInjector(rc)}))
 	})
 
@@ -390,6 +393,21 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(condition(mc, v1beta1.ConditionReady)).To(ContainSubstring("cluster-9"))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-9") })
 		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
+	It("reports a kubeconfig that lacks the permissions it needs, without crashing", func() {
+		limited := remotes["cluster-1"].kubeconfig("no-rights", "nobody")
+		writeRemoteSecret("istio-remote-secret-limited", map[string][]byte{"cluster-limited": limited})
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-limited"] = entry(1) })
+		Eventually(func() string { return clusterCondition("cluster-limited", v1beta1.ConditionConnected) }).
+			Should(Equal("False/" + controller.ReasonForbidden))
+		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionReady) }).Should(ContainSubstring("docs/remote-permissions.md"))
+		// Removing the entry cannot clean a cluster the operator may not read; it says so
+		// and retries. Once the cluster leaves the mesh, it is forgotten.
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-limited") })
+		Eventually(func() string { return clusterCondition("cluster-limited", v1beta1.ConditionReady) }).Should(Equal("False/" + controller.ReasonRemoving))
+		Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-limited", Namespace: ns}})).To(Succeed())
+		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
 	})
 
 	It("reports a remote secret whose kubeconfig cannot be parsed, without crashing", func() {

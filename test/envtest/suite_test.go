@@ -119,8 +119,11 @@ func ctx() context.Context { return context.Background() }
 
 // kubeconfig adds a user to the cluster's API server and returns a kubeconfig for it,
 // as istioctl create-remote-secret would write one.
-func (rc *remoteCluster) kubeconfig(user string) []byte {
-	u, err := rc.env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+func (rc *remoteCluster) kubeconfig(user string, groups ...string) []byte {
+	if len(groups) == 0 {
+		groups = []string{"system:masters"}
+	}
+	u, err := rc.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	raw, err := u.KubeConfig()
 	Expect(err).NotTo(HaveOccurred())
