@@ -73,7 +73,7 @@ bench: ## Run the benchmarks.
 
 .PHONY: build
 build: generate ## Build the manager binary.
-	go build -o bin/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd
 
 .PHONY: docker-build
 docker-build: ## Build the operator image (needs a container engine).
