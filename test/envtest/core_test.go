@@ -175,7 +175,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/" + controller.ReasonNoMeshCA))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionMeshTrust)).To(Equal("False/" + controller.ReasonNoMeshCA))
-		Expect(condition(getMeshConfig(), v1beta1.ConditionStalled)).To(HavePrefix("True"))
+		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionStalled) }).Should(HavePrefix("True"))
 		Consistently(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }, "2s").Should(Equal(replicas))
 
 		By("accepting an independent root when the spec says so, with a warning")
