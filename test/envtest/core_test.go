@@ -290,7 +290,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionApplied) }).
 			Should(Equal("False/" + controller.ReasonApplyRejected))
 		Expect(rc.ownedNames()).To(BeEmpty())
-		Expect(condition(getMeshConfig(), v1beta1.ConditionReady)).To(ContainSubstring("managed by the platform team"))
+		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionReady) }).Should(ContainSubstring("managed by the platform team"))
 		Eventually(eventReasons).Should(ContainElement(controller.ReasonApplyRejected))
 		for _, o := range policy {
 			Expect(rc.client.Delete(ctx(), o)).To(Succeed())
