@@ -58,7 +58,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionConnected)).To(Equal("True/Connected"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionIstiodReady)).To(Equal("False/Progressing"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionSwitched)).To(Equal("False/" + controller.ReasonWaitingForIstiod))
-		Expect(readyCondition()).To(Equal("False/" + controller.ReasonClustersNotReady))
+		Eventually(readyCondition).Should(Equal("False/" + controller.ReasonClustersNotReady))
 		remotes["cluster-2"].expectOneInjector(meshIstiodURL("cluster-2"))
 		Expect(remotes["cluster-2"].restarts()).To(HaveKeyWithValue("istio-system/istio-ingressgateway", "@1"))
 		Expect(remotes["cluster-1"].ownedNames()).To(BeEmpty())
