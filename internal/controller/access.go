@@ -11,7 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/access"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
@@ -105,8 +107,12 @@ func (r *ClusterReconciler) grantReader(ctx context.Context, w *clusterWork, oth
 	for _, o := range access.ReaderObjects(w.id, ns, own.Labels) {
 		objs = append(objs, o.(client.Object))
 	}
-	if _, err := withKindsOf(objs, r); err != nil {
-		return nil, err
+	for _, o := range objs {
+		gvk, err := apiutil.GVKForObject(o, r.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		o.GetObjectKind().SetGroupVersionKind(gvk)
 	}
 	if _, err := r.Applier.Apply(ctx, other+"/reader-for/"+w.id, state.Cluster.GetClient(), state.Cluster.GetClient(), own, objs); err != nil {
 		return nil, err
@@ -128,7 +134,7 @@ func (r *ClusterReconciler) grantReader(ctx context.Context, w *clusterWork, oth
 		return nil, err
 	}
 	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, access.ReaderName(w.id), &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(readerTokenLifetime.Seconds()))},
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(readerTokenLifetime.Seconds()))},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("issuing a reader token: %w", err)
@@ -160,16 +166,3 @@ func (r *ClusterReconciler) revokeReader(ctx context.Context, reader, other stri
 		readerOwnership(reader), readerGVKs, nil)
 	return err
 }
-
-func withKindsOf(objs []client.Object, r *ClusterReconciler) ([]client.Object, error) {
-	for _, o := range objs {
-		gvks, _, err := r.Scheme.ObjectKinds(o)
-		if err != nil {
-			return nil, err
-		}
-		o.GetObjectKind().SetGroupVersionKind(gvks[0])
-	}
-	return objs, nil
-}
-
-func ptrTo[T any](v T) *T { return &v }

@@ -104,11 +104,6 @@ func Hash(objs []client.Object) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Key names an object uniquely within one cluster.
-func Key(gvk schema.GroupVersionKind, namespace, name string) string {
-	return fmt.Sprintf("%s/%s/%s/%s", gvk.GroupKind().String(), gvk.Version, namespace, name)
-}
-
 // OwnedKinds are every kind Render can produce: pruning and cleanup look through these.
 var OwnedKinds = []schema.GroupVersionKind{
 	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"},

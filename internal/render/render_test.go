@@ -204,6 +204,11 @@ func TestSidecarTemplateParses(t *testing.T) {
 	if _, err := template.New("sidecar").Funcs(funcs).Parse(SidecarTemplate); err != nil {
 		t.Fatal(err)
 	}
+	for _, must := range []string{"name: istio-init", "name: istio-proxy", ".ProxyConfig.DiscoveryAddress"} {
+		if !strings.Contains(SidecarTemplate, must) {
+			t.Errorf("the sidecar template lacks %q", must)
+		}
+	}
 }
 
 // BenchmarkRender measures one cluster's rendering, which runs on every reconcile.
