@@ -193,6 +193,9 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
 		return ctrl.Result{}, nil // only a spec change can fix this
 	}
+	if objs, err = withoutForeignValidators(ctx, w.remote.GetAPIReader(), objs); err != nil {
+		return r.applyFailed(w, err)
+	}
 	if cacerts != nil {
 		// istiod reads its CA at start: the Secret goes first.
 		objs = append([]client.Object{cacerts}, objs...)

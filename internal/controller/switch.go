@@ -62,22 +62,6 @@ func (r *ClusterReconciler) rootCert(ctx context.Context, w *clusterWork) ([]byt
 	return nil, nil
 }
 
-// managedInjectors lists the injection webhooks of the mesh control plane: Istio
-// injectors the operator did not create.
-func managedInjectors(ctx context.Context, reader client.Reader) ([]admissionv1.MutatingWebhookConfiguration, error) {
-	list := &admissionv1.MutatingWebhookConfigurationList{}
-	if err := reader.List(ctx, list); err != nil {
-		return nil, err
-	}
-	var out []admissionv1.MutatingWebhookConfiguration
-	for _, mwc := range list.Items {
-		if mwc.Labels[render.ManagedByLabel] != render.ManagedByValue && switching.IsIstioInjector(&mwc) {
-			out = append(out, mwc)
-		}
-	}
-	return out, nil
-}
-
 // reconcileSwitch moves injection to the local istiod once it is ready, keeps it there,
 // and restarts the gateways once. It returns the objects the switch owns, which pruning
 // must keep.
@@ -108,11 +92,17 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 		}
 	}
 
+	if err := r.takeLead(ctx, w, st); err != nil {
+		return keep, err
+	}
 	own, err := r.serveInjection(ctx, w, in, st, rootCert)
 	if err != nil {
 		return keep, err
 	}
 	keep = append(keep, own...)
+	if err := r.serveValidation(ctx, w, st, rootCert); err != nil {
+		return keep, err
+	}
 	restarted, err := r.restartGateways(ctx, w, st.SwitchToken())
 	if err != nil {
 		return keep, err
@@ -130,14 +120,27 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 
 // recordSwitch writes the switch record before anything changes.
 func (r *ClusterReconciler) recordSwitch(ctx context.Context, w *clusterWork) (*switching.State, error) {
-	injectors, err := managedInjectors(ctx, w.remote.GetAPIReader())
+	reader := w.remote.GetAPIReader()
+	injectors, err := managedInjectors(ctx, reader)
+	if err != nil {
+		return nil, err
+	}
+	validators, err := managedValidators(ctx, reader)
 	if err != nil {
 		return nil, err
 	}
 	st := &switching.State{SwitchedAt: switching.Now()}
 	for i := range injectors {
-		st.Injectors = append(st.Injectors, switching.Record(&injectors[i]))
+		st.Injectors = append(st.Injectors, switching.RecordInjector(&injectors[i]))
 	}
+	for i := range validators {
+		st.Validators = append(st.Validators, switching.RecordValidator(&validators[i]))
+	}
+	ns := &corev1.Namespace{}
+	if err := reader.Get(ctx, types.NamespacedName{Name: r.Settings.Namespace}, ns); err != nil {
+		return nil, err
+	}
+	st.Lead = switching.RecordLead(ns)
 	data, err := st.Encode()
 	if err != nil {
 		return nil, err
@@ -149,48 +152,8 @@ func (r *ClusterReconciler) recordSwitch(ctx context.Context, w *clusterWork) (*
 	if err := w.remote.GetClient().Create(ctx, cm); err != nil {
 		return nil, fmt.Errorf("recording the switch: %w", err)
 	}
-	logf.FromContext(ctx).Info("switching injection to the local istiod", "managedInjectors", len(injectors))
+	logf.FromContext(ctx).Info("switching injection to the local istiod", "managedInjectors", len(injectors), "managedValidators", len(validators))
 	return st, nil
-}
-
-// serveInjection points the recorded injectors at the local istiod (one update per
-// webhook configuration, so a pod is never matched by two injectors), or applies the
-// operator's own injector when the cluster had none.
-func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, in render.Inputs, st *switching.State, rootCert []byte) ([]client.Object, error) {
-	if len(st.Injectors) == 0 {
-		if rootCert == nil {
-			return nil, nil // keep what is there until istiod publishes its root again
-		}
-		own, err := render.InjectionWebhook(in, rootCert, r.Scheme)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetClient(), ownership(w.id), []client.Object{own}); err != nil {
-			return nil, err
-		}
-		return []client.Object{own}, nil
-	}
-	for _, rec := range st.Injectors {
-		mwc := &admissionv1.MutatingWebhookConfiguration{}
-		err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: rec.Name}, mwc)
-		if apierrors.IsNotFound(err) || (err == nil && mwc.UID != rec.UID) {
-			continue // removed or replaced by its owner: nothing of ours to keep up
-		}
-		if err != nil {
-			return nil, err
-		}
-		ca := rootCert
-		if ca == nil && len(mwc.Webhooks) > 0 {
-			ca = mwc.Webhooks[0].ClientConfig.CABundle
-		}
-		if switching.PointAtLocal(mwc, r.Settings.Namespace, ca) {
-			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
-				return nil, fmt.Errorf("pointing injector %s at the local istiod: %w", mwc.Name, err)
-			}
-			r.event(w, corev1.EventTypeNormal, ReasonSwitched, "injector %s in cluster %s now calls the local istiod", mwc.Name, w.id)
-		}
-	}
-	return nil, nil
 }
 
 // restartGateways restarts every Istio gateway once for token and returns them all.
@@ -235,21 +198,8 @@ func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) erro
 	if err != nil || st == nil {
 		return err
 	}
-	for _, rec := range st.Injectors {
-		mwc := &admissionv1.MutatingWebhookConfiguration{}
-		err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: rec.Name}, mwc)
-		if apierrors.IsNotFound(err) || (err == nil && mwc.UID != rec.UID) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if switching.Restore(mwc, rec) {
-			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
-				return fmt.Errorf("giving injector %s back to the mesh control plane: %w", mwc.Name, err)
-			}
-			r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "injector %s in cluster %s calls the mesh control plane again", mwc.Name, w.id)
-		}
+	if err := r.giveBackWebhooks(ctx, w, st); err != nil {
+		return err
 	}
 	if len(st.Injectors) == 0 {
 		// The operator's own injector goes before istiod does, so no pod is sent to
@@ -262,6 +212,9 @@ func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) erro
 				return err
 			}
 		}
+	}
+	if err := r.giveBackLead(ctx, w, st); err != nil {
+		return err
 	}
 	_, err = r.restartGateways(ctx, w, st.BackToken())
 	return err

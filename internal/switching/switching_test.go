@@ -29,8 +29,8 @@ func TestSwitchInPlaceAndBack(t *testing.T) {
 	if !IsIstioInjector(mwc) {
 		t.Fatal("not recognised as Istio's injector")
 	}
-	rec := Record(mwc)
-	if !PointAtLocal(mwc, "istio-system", []byte("local")) {
+	rec := RecordInjector(mwc)
+	if !PointInjectorAtLocal(mwc, "istio-system", []byte("local")) {
 		t.Fatal("nothing changed")
 	}
 	w := mwc.Webhooks[0]
@@ -43,16 +43,17 @@ func TestSwitchInPlaceAndBack(t *testing.T) {
 	if !equality.Semantic.DeepEqual(mwc.Webhooks[1], original.Webhooks[1]) {
 		t.Error("a webhook that is not Istio's injection was changed")
 	}
-	if PointAtLocal(mwc, "istio-system", []byte("local")) {
+	if PointInjectorAtLocal(mwc, "istio-system", []byte("local")) {
 		t.Error("a second switch changed something")
 	}
-	if !Restore(mwc, rec) || !equality.Semantic.DeepEqual(mwc, original) {
+	if !RestoreInjector(mwc, rec) || !equality.Semantic.DeepEqual(mwc, original) {
 		t.Errorf("switching back did not restore the original:\n%+v", mwc.Webhooks[0].ClientConfig)
 	}
 }
 
 func TestStateRoundTripKeepsTokens(t *testing.T) {
-	st := &State{SwitchedAt: time.Date(2026, 11, 27, 8, 0, 1, 0, time.UTC), Injectors: []InjectorRecord{Record(managedInjector())}}
+	st := &State{SwitchedAt: time.Date(2026, 11, 27, 8, 0, 1, 0, time.UTC), Injectors: []WebhookConfigRecord{RecordInjector(managedInjector())},
+		Lead: &AnnotationRecord{Present: true, Value: "mesh"}}
 	data, err := st.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +62,8 @@ func TestStateRoundTripKeepsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.SwitchToken() != "switch-20261127T080001Z" || back.BackToken() != "back-20261127T080001Z" || len(back.Injectors) != 1 {
+	if back.SwitchToken() != "switch-20261127T080001Z" || back.BackToken() != "back-20261127T080001Z" || len(back.Injectors) != 1 ||
+		back.Lead == nil || back.Lead.Value != "mesh" {
 		t.Errorf("round trip: %+v", back)
 	}
 	if _, err := Decode(&corev1.ConfigMap{Data: map[string]string{"state": "{"}}); err == nil {
@@ -92,5 +94,57 @@ func TestGatewayRestartOncePerToken(t *testing.T) {
 	}
 	if !matches(map[string]string{"gateway.istio.io/managed": "istio.io-gateway-controller"}) {
 		t.Error("Gateway API gateways are not restarted")
+	}
+}
+
+func managedValidator() *admissionv1.ValidatingWebhookConfiguration {
+	return &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-istio-system", UID: "u2"},
+		Webhooks: []admissionv1.ValidatingWebhook{{Name: "rev.validation.istio.io",
+			ClientConfig:  admissionv1.WebhookClientConfig{URL: ptr.To("https://mesh:15017/validate"), CABundle: []byte("mesh")},
+			FailurePolicy: ptr.To(admissionv1.Ignore)}}}
+}
+
+func TestValidatorInPlaceAndBack(t *testing.T) {
+	original := managedValidator()
+	vwc := original.DeepCopy()
+	if !IsIstioValidator(vwc) {
+		t.Fatal("Istio's validator is not recognised")
+	}
+	if IsIstioValidator(&admissionv1.ValidatingWebhookConfiguration{Webhooks: []admissionv1.ValidatingWebhook{{Name: "policy.example.com"}}}) {
+		t.Error("another validator was taken for Istio's")
+	}
+	rec := RecordValidator(vwc)
+	if !PointValidatorAtLocal(vwc, "istio-system", []byte("local")) {
+		t.Fatal("nothing changed")
+	}
+	cc := vwc.Webhooks[0].ClientConfig
+	if cc.URL != nil || cc.Service.Name != "istiod" || *cc.Service.Path != "/validate" || string(cc.CABundle) != "local" {
+		t.Errorf("validation webhook not pointed at the local istiod: %+v", cc)
+	}
+	// The local istiod tightens the failure policy once it serves; switching back
+	// gives the mesh's choice back.
+	vwc.Webhooks[0].FailurePolicy = ptr.To(admissionv1.Fail)
+	if !RestoreValidator(vwc, rec) || !equality.Semantic.DeepEqual(vwc, original) {
+		t.Errorf("switching back did not restore the original: %+v", vwc.Webhooks[0])
+	}
+}
+
+func TestLeadAnnotationTakenAndGivenBack(t *testing.T) {
+	for _, before := range []map[string]string{nil, {LeadAnnotation: "mesh-cluster"}, {LeadAnnotation: "*", "other": "x"}} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system", Annotations: before}}
+		original := ns.DeepCopy()
+		rec := RecordLead(ns)
+		if !TakeLead(ns, "cluster-2") || ns.Annotations[LeadAnnotation] != "cluster-2" {
+			t.Fatalf("%v: the cluster's own istiod was not named", before)
+		}
+		if TakeLead(ns, "cluster-2") {
+			t.Errorf("%v: taking the lead twice changed something", before)
+		}
+		if !RestoreLead(ns, rec) || !equality.Semantic.DeepEqual(ns.Annotations, original.Annotations) && len(ns.Annotations)+len(original.Annotations) > 0 {
+			t.Errorf("%v: not restored, got %v", before, ns.Annotations)
+		}
+		if RestoreLead(ns, nil) {
+			t.Error("a missing record changed the namespace")
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
@@ -26,6 +27,38 @@ import (
 // Istio's remote profile configures it.
 func meshIstiodURL(id string) string {
 	return "https://istiod.istio-system.mesh.example:15017/inject/cluster/" + id + "/net/network-1"
+}
+
+// meshValidationURL is where the remote profile sends validation (base.validationURL).
+const meshValidationURL = "https://istiod.istio-system.mesh.example:15017/validate"
+
+// meshClusterID is the cluster ID of the mesh control plane, which the remote profile
+// names in topology.istio.io/controlPlaneClusters so that it leads the cluster.
+const meshClusterID = "mesh"
+
+// validators lists where each Istio validation webhook configuration sends requests.
+func (rc *remoteCluster) validators() map[string]string {
+	list := &admissionv1.ValidatingWebhookConfigurationList{}
+	Expect(rc.client.List(ctx(), list)).To(Succeed())
+	out := map[string]string{}
+	for _, vwc := range list.Items {
+		for _, w := range vwc.Webhooks {
+			if w.ClientConfig.URL != nil {
+				out[vwc.Name] = *w.ClientConfig.URL
+			} else {
+				s := w.ClientConfig.Service
+				out[vwc.Name] = "service/" + s.Namespace + "/" + s.Name + ptr.Deref(s.Path, "") + " ca=" + string(w.ClientConfig.CABundle)
+			}
+		}
+	}
+	return out
+}
+
+// lead is the control plane namespace's topology.istio.io/controlPlaneClusters.
+func (rc *remoteCluster) lead() string {
+	n := &corev1.Namespace{}
+	Expect(rc.client.Get(ctx(), client.ObjectKey{Name: ns}, n)).To(Succeed())
+	return n.Annotations[switching.LeadAnnotation]
 }
 
 // installManagedDataPlane puts into a data-plane cluster what a mesh with a managed
@@ -41,6 +74,21 @@ func (rc *remoteCluster) installManagedDataPlane() {
 		mwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: ptr.To(meshIstiodURL(rc.id)), CABundle: []byte("mesh-root")}
 	}
 	Expect(rc.client.Create(ctx(), mwc)).To(Succeed())
+	if rc.id == "cluster-2" {
+		// The remote profile's validator, of the same name as the one istiod's chart
+		// renders; cluster-1 shows a cluster without one.
+		Expect(rc.client.Create(ctx(), &admissionv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-istio-system", Labels: map[string]string{"istio.io/rev": "default", "app": "istiod"}},
+			Webhooks: []admissionv1.ValidatingWebhook{{
+				Name:                    "rev.validation.istio.io",
+				ClientConfig:            admissionv1.WebhookClientConfig{URL: ptr.To(meshValidationURL), CABundle: []byte("mesh-root")},
+				Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: admissionv1.Rule{APIGroups: []string{"networking.istio.io"}, APIVersions: []string{"*"}, Resources: []string{"*"}}}},
+				FailurePolicy:           ptr.To(admissionv1.Ignore),
+				SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+				AdmissionReviewVersions: []string{"v1"},
+			}},
+		})).To(Succeed())
+	}
 	// The mesh's istiod publishes its root certificate in every namespace it controls.
 	Expect(rc.client.Create(ctx(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: ns},
 		Data: map[string]string{"root-cert.pem": "mesh-root"}})).To(Succeed())

@@ -27,9 +27,26 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
-// installed is what the operator owns in a cluster that had no Istio CRDs, before the
-// switch: istiod and the CRDs the mirror needs.
-var installed = sorted(append(istioCRDNames(), fullIstiod...))
+// installed is what the operator owns in cluster-2, which had no Istio CRDs, before the
+// switch: istiod and the CRDs the mirror needs. Not its validator: cluster-2 has the
+// remote profile's validator of that name, which the switch takes over in place.
+var installed = sorted(append(istioCRDNames(), without(fullIstiod, ownValidator)...))
+
+// installedOneReplica is what it owns in cluster-1, which has no validator of its own,
+// with one istiod replica: no PodDisruptionBudget.
+var installedOneReplica = sorted(append(istioCRDNames(), without(fullIstiod, "PodDisruptionBudget/istio-system/istiod")...))
+
+const ownValidator = "ValidatingWebhookConfiguration/istio-validator-istio-system"
+
+func without(s []string, drop string) []string {
+	var out []string
+	for _, v := range s {
+		if v != drop {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 // switchedIstiod is what it owns once injection moved to the local istiod: also the
 // switch record.
@@ -65,7 +82,7 @@ var fullIstiod = []string{
 	"RoleBinding/istio-system/istiod",
 	"Service/istio-system/istiod",
 	"ServiceAccount/istio-system/istiod",
-	"ValidatingWebhookConfiguration/istio-validator-istio-system",
+	ownValidator,
 }
 
 // owned lists what carries the operator's label in a cluster, read from its API

@@ -89,7 +89,8 @@ var _ = BeforeSuite(func() {
 		rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
 		// Data-plane clusters of a mesh already have the control plane namespace.
-		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+			Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
 		remotes[id] = rc
 		rc.installManagedDataPlane()
 		rc.initial = rc.inventory()

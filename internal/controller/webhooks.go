@@ -1,0 +1,188 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/switching"
+)
+
+func ownedByOperator(obj client.Object) bool {
+	return obj.GetLabels()[render.ManagedByLabel] == render.ManagedByValue
+}
+
+// managedInjectors lists the injection webhooks of the mesh control plane: Istio
+// injectors the operator did not create.
+func managedInjectors(ctx context.Context, reader client.Reader) ([]admissionv1.MutatingWebhookConfiguration, error) {
+	list := &admissionv1.MutatingWebhookConfigurationList{}
+	if err := reader.List(ctx, list); err != nil {
+		return nil, err
+	}
+	var out []admissionv1.MutatingWebhookConfiguration
+	for _, mwc := range list.Items {
+		if !ownedByOperator(&mwc) && switching.IsIstioInjector(&mwc) {
+			out = append(out, mwc)
+		}
+	}
+	return out, nil
+}
+
+// managedValidators lists the validation webhooks of the mesh control plane, such as
+// the remote profile's istio-validator and istiod-default-validator.
+func managedValidators(ctx context.Context, reader client.Reader) ([]admissionv1.ValidatingWebhookConfiguration, error) {
+	list := &admissionv1.ValidatingWebhookConfigurationList{}
+	if err := reader.List(ctx, list); err != nil {
+		return nil, err
+	}
+	var out []admissionv1.ValidatingWebhookConfiguration
+	for _, vwc := range list.Items {
+		if !ownedByOperator(&vwc) && switching.IsIstioValidator(&vwc) {
+			out = append(out, vwc)
+		}
+	}
+	return out, nil
+}
+
+// withoutForeignValidators drops the rendered validation webhook configurations whose
+// name the mesh control plane already uses in the cluster: the switch takes those over
+// in place instead, so the cluster never holds two configurations of one name.
+func withoutForeignValidators(ctx context.Context, reader client.Reader, objs []client.Object) ([]client.Object, error) {
+	foreign, err := managedValidators(ctx, reader)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, vwc := range foreign {
+		taken[vwc.Name] = true
+	}
+	out := objs[:0:0]
+	for _, obj := range objs {
+		if _, ok := obj.(*admissionv1.ValidatingWebhookConfiguration); ok && taken[obj.GetName()] {
+			continue
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
+// getRecorded reads the live object of a record; false when it was removed or
+// replaced by its owner, which leaves nothing of the switch's to keep up or give back.
+func getRecorded(ctx context.Context, reader client.Reader, name string, uid types.UID, obj client.Object) (bool, error) {
+	err := reader.Get(ctx, types.NamespacedName{Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return obj.GetUID() == uid, nil
+}
+
+// serveInjection points the recorded injectors at the local istiod (one update per
+// webhook configuration, so a pod is never matched by two injectors), or applies the
+// operator's own injector when the cluster had none.
+func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, in render.Inputs, st *switching.State, rootCert []byte) ([]client.Object, error) {
+	if len(st.Injectors) == 0 {
+		if rootCert == nil {
+			return nil, nil // keep what is there until istiod publishes its root again
+		}
+		own, err := render.InjectionWebhook(in, rootCert, r.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetClient(), ownership(w.id), []client.Object{own}); err != nil {
+			return nil, err
+		}
+		return []client.Object{own}, nil
+	}
+	for _, rec := range st.Injectors {
+		mwc := &admissionv1.MutatingWebhookConfiguration{}
+		if live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, mwc); err != nil || !live {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(mwc.Webhooks) == 0 {
+			continue
+		}
+		if switching.PointInjectorAtLocal(mwc, r.Settings.Namespace, caOr(rootCert, mwc.Webhooks[0].ClientConfig.CABundle)) {
+			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
+				return nil, fmt.Errorf("pointing injector %s at the local istiod: %w", mwc.Name, err)
+			}
+			r.event(w, corev1.EventTypeNormal, ReasonSwitched, "injector %s in cluster %s now calls the local istiod", mwc.Name, w.id)
+		}
+	}
+	return nil, nil
+}
+
+// serveValidation points the mesh control plane's validation webhooks at the local
+// istiod, which from now on is the one that reads the cluster's Istio configuration.
+func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork, st *switching.State, rootCert []byte) error {
+	for _, rec := range st.Validators {
+		vwc := &admissionv1.ValidatingWebhookConfiguration{}
+		if live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, vwc); err != nil || !live {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if len(vwc.Webhooks) == 0 {
+			continue
+		}
+		if switching.PointValidatorAtLocal(vwc, r.Settings.Namespace, caOr(rootCert, vwc.Webhooks[0].ClientConfig.CABundle)) {
+			if err := w.remote.GetClient().Update(ctx, vwc); err != nil {
+				return fmt.Errorf("pointing validator %s at the local istiod: %w", vwc.Name, err)
+			}
+			r.event(w, corev1.EventTypeNormal, ReasonSwitched, "validator %s in cluster %s now calls the local istiod", vwc.Name, w.id)
+		}
+	}
+	return nil
+}
+
+// giveBackWebhooks returns the recorded injectors, then the validators, to the mesh
+// control plane as they were.
+func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork, st *switching.State) error {
+	reader := w.remote.GetAPIReader()
+	for _, rec := range st.Injectors {
+		mwc := &admissionv1.MutatingWebhookConfiguration{}
+		live, err := getRecorded(ctx, reader, rec.Name, rec.UID, mwc)
+		if err != nil {
+			return err
+		}
+		if live && switching.RestoreInjector(mwc, rec) {
+			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
+				return fmt.Errorf("giving injector %s back to the mesh control plane: %w", mwc.Name, err)
+			}
+			r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "injector %s in cluster %s calls the mesh control plane again", mwc.Name, w.id)
+		}
+	}
+	for _, rec := range st.Validators {
+		vwc := &admissionv1.ValidatingWebhookConfiguration{}
+		live, err := getRecorded(ctx, reader, rec.Name, rec.UID, vwc)
+		if err != nil {
+			return err
+		}
+		if live && switching.RestoreValidator(vwc, rec) {
+			if err := w.remote.GetClient().Update(ctx, vwc); err != nil {
+				return fmt.Errorf("giving validator %s back to the mesh control plane: %w", vwc.Name, err)
+			}
+			r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "validator %s in cluster %s calls the mesh control plane again", vwc.Name, w.id)
+		}
+	}
+	return nil
+}
+
+func caOr(rootCert, current []byte) []byte {
+	if rootCert != nil {
+		return rootCert
+	}
+	return current
+}

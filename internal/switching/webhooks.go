@@ -1,0 +1,170 @@
+package switching
+
+import (
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+)
+
+// webhookRole is one of the two jobs istiod does as an admission webhook: injecting
+// sidecars and validating Istio configuration. istiod recognises its webhooks by
+// these name suffixes, and so does the switch.
+type webhookRole struct {
+	suffix string
+	path   string
+}
+
+var (
+	injection  = webhookRole{suffix: "sidecar-injector.istio.io", path: "/inject"}
+	validation = webhookRole{suffix: "validation.istio.io", path: "/validate"}
+)
+
+// hook is the part of one webhook a switch reads and changes, for either kind of
+// webhook configuration.
+type hook struct {
+	name          string
+	clientConfig  *admissionv1.WebhookClientConfig
+	failurePolicy **admissionv1.FailurePolicyType
+}
+
+func mutatingHooks(mwc *admissionv1.MutatingWebhookConfiguration) []hook {
+	out := make([]hook, 0, len(mwc.Webhooks))
+	for i := range mwc.Webhooks {
+		w := &mwc.Webhooks[i]
+		out = append(out, hook{name: w.Name, clientConfig: &w.ClientConfig, failurePolicy: &w.FailurePolicy})
+	}
+	return out
+}
+
+func validatingHooks(vwc *admissionv1.ValidatingWebhookConfiguration) []hook {
+	out := make([]hook, 0, len(vwc.Webhooks))
+	for i := range vwc.Webhooks {
+		w := &vwc.Webhooks[i]
+		out = append(out, hook{name: w.Name, clientConfig: &w.ClientConfig, failurePolicy: &w.FailurePolicy})
+	}
+	return out
+}
+
+func (r webhookRole) matches(hooks []hook) bool {
+	for _, h := range hooks {
+		if strings.HasSuffix(h.name, r.suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r webhookRole) record(name string, uid types.UID, hooks []hook) WebhookConfigRecord {
+	rec := WebhookConfigRecord{Name: name, UID: uid}
+	for _, h := range hooks {
+		if strings.HasSuffix(h.name, r.suffix) {
+			rec.Webhooks = append(rec.Webhooks, WebhookRecord{Name: h.name, ClientConfig: *h.clientConfig.DeepCopy(),
+				FailurePolicy: ptrCopy(*h.failurePolicy)})
+		}
+	}
+	return rec
+}
+
+// localClientConfig sends the role's requests to the cluster's own istiod.
+func (r webhookRole) localClientConfig(namespace string, caBundle []byte) admissionv1.WebhookClientConfig {
+	return admissionv1.WebhookClientConfig{
+		Service:  &admissionv1.ServiceReference{Name: "istiod", Namespace: namespace, Path: ptr.To(r.path), Port: ptr.To[int32](443)},
+		CABundle: caBundle,
+	}
+}
+
+// pointAtLocal changes only where the role's webhooks send requests; names, selectors
+// and rules stay, so the same objects are handled, by one istiod.
+func (r webhookRole) pointAtLocal(hooks []hook, namespace string, caBundle []byte) bool {
+	want := r.localClientConfig(namespace, caBundle)
+	changed := false
+	for _, h := range hooks {
+		if !strings.HasSuffix(h.name, r.suffix) || equality.Semantic.DeepEqual(*h.clientConfig, want) {
+			continue
+		}
+		*h.clientConfig = *want.DeepCopy()
+		changed = true
+	}
+	return changed
+}
+
+// restore gives the recorded webhooks their client configuration back, and their
+// failure policy, which the local istiod may have tightened.
+func restore(hooks []hook, rec WebhookConfigRecord) bool {
+	changed := false
+	for _, r := range rec.Webhooks {
+		for _, h := range hooks {
+			if h.name != r.Name {
+				continue
+			}
+			if !equality.Semantic.DeepEqual(*h.clientConfig, r.ClientConfig) {
+				*h.clientConfig = *r.ClientConfig.DeepCopy()
+				changed = true
+			}
+			if r.FailurePolicy != nil && !equality.Semantic.DeepEqual(*h.failurePolicy, r.FailurePolicy) {
+				*h.failurePolicy = ptrCopy(r.FailurePolicy)
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+// IsIstioInjector reports whether a webhook configuration injects Istio sidecars.
+func IsIstioInjector(mwc *admissionv1.MutatingWebhookConfiguration) bool {
+	return injection.matches(mutatingHooks(mwc))
+}
+
+// IsIstioValidator reports whether a webhook configuration validates Istio
+// configuration.
+func IsIstioValidator(vwc *admissionv1.ValidatingWebhookConfiguration) bool {
+	return validation.matches(validatingHooks(vwc))
+}
+
+// RecordInjector keeps what PointInjectorAtLocal is about to change.
+func RecordInjector(mwc *admissionv1.MutatingWebhookConfiguration) WebhookConfigRecord {
+	return injection.record(mwc.Name, mwc.UID, mutatingHooks(mwc))
+}
+
+// RecordValidator keeps what PointValidatorAtLocal is about to change.
+func RecordValidator(vwc *admissionv1.ValidatingWebhookConfiguration) WebhookConfigRecord {
+	return validation.record(vwc.Name, vwc.UID, validatingHooks(vwc))
+}
+
+// LocalInjection is the client configuration of injection by the local istiod.
+func LocalInjection(namespace string, caBundle []byte) admissionv1.WebhookClientConfig {
+	return injection.localClientConfig(namespace, caBundle)
+}
+
+// PointInjectorAtLocal turns the injection webhooks of mwc to the local istiod, so that
+// at every moment exactly the same pods are injected, by one injector. It reports
+// whether anything changed.
+func PointInjectorAtLocal(mwc *admissionv1.MutatingWebhookConfiguration, namespace string, caBundle []byte) bool {
+	return injection.pointAtLocal(mutatingHooks(mwc), namespace, caBundle)
+}
+
+// PointValidatorAtLocal turns the validation webhooks of vwc to the local istiod.
+func PointValidatorAtLocal(vwc *admissionv1.ValidatingWebhookConfiguration, namespace string, caBundle []byte) bool {
+	return validation.pointAtLocal(validatingHooks(vwc), namespace, caBundle)
+}
+
+// RestoreInjector gives the recorded injection webhooks back to the mesh control plane.
+func RestoreInjector(mwc *admissionv1.MutatingWebhookConfiguration, rec WebhookConfigRecord) bool {
+	return restore(mutatingHooks(mwc), rec)
+}
+
+// RestoreValidator gives the recorded validation webhooks back to the mesh control plane.
+func RestoreValidator(vwc *admissionv1.ValidatingWebhookConfiguration, rec WebhookConfigRecord) bool {
+	return restore(validatingHooks(vwc), rec)
+}
+
+func ptrCopy[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
