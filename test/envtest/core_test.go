@@ -290,6 +290,31 @@ var _ = Describe("remote control planes", Ordered, func() {
 		}).Should(Equal(mesh))
 	})
 
+	It("applies nothing while a stored object has both the conflicting field and entries, and says why", func() {
+		// The admission rule refuses such an object; one stored before the rule existed
+		// is made here by lifting the rule for a moment.
+		withoutAdmissionRule("useDataPlaneKubeAPIForIstioResources", func() {
+			updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+				mc.Spec.UseDataPlaneKubeAPIForIstioResources = true
+				mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(4)
+			})
+		})
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).
+			Should(Equal("False/" + controller.ReasonConflictingSettings))
+		Expect(eventReasons()).To(ContainElement(controller.ReasonConflictingSettings))
+		Consistently(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }, "2s").Should(BeEquivalentTo(3))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionApplied)).To(Equal("False/" + controller.ReasonConflictingSettings))
+		// Status is still written once the rule is back: it needs a person.
+		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionStalled) }).Should(ContainSubstring("useDataPlaneKubeAPIForIstioResources"))
+
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.UseDataPlaneKubeAPIForIstioResources = false })
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(4))
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(3) })
+		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(3))
+		remotes["cluster-2"].markAvailable()
+		Eventually(readyCondition).Should(Equal("True/Ready"))
+	})
+
 	It("writes nothing into a cluster whose API server refuses part of istiod, and says why", func() {
 		rc := remotes["cluster-1"]
 		policy := denyInjectorConfigMaps(rc)

@@ -6,12 +6,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"sort"
+	"strings"
 
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -304,4 +306,35 @@ func verifiesAgainstMeshRoot(b map[string][]byte) error {
 	}
 	_, err = cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	return err
+}
+
+// withoutAdmissionRule runs body while the ASMMeshConfig CRD lacks the CEL rule whose
+// message mentions field, then puts the rule back.
+func withoutAdmissionRule(field string, body func()) {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	key := client.ObjectKey{Name: "asmmeshconfigs." + v1beta1.GroupVersion.Group}
+	Expect(mesh.Get(ctx(), key, crd)).To(Succeed())
+	original := crd.DeepCopy()
+	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+	var kept apiextensionsv1.ValidationRules
+	for _, rule := range spec.XValidations {
+		if !strings.Contains(rule.Message, field) {
+			kept = append(kept, rule)
+		}
+	}
+	Expect(kept).To(HaveLen(len(spec.XValidations) - 1))
+	spec.XValidations = kept
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+	Expect(mesh.Update(ctx(), crd)).To(Succeed())
+	defer func() {
+		Eventually(func() error {
+			live := &apiextensionsv1.CustomResourceDefinition{}
+			if err := mesh.Get(ctx(), key, live); err != nil {
+				return err
+			}
+			live.Spec = original.Spec
+			return mesh.Update(ctx(), live)
+		}).Should(Succeed())
+	}()
+	body()
 }
