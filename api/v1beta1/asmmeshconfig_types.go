@@ -97,7 +97,7 @@ type ASMMeshConfigSpec struct {
 
 	// trustDomain is the trust domain of workload identities issued by the remote istiods
 	// (spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT). Set it to the mesh control
-	// plane's, or workloads of the two planes fail each other's authorization policies.
+	// plane's, or mTLS and authorization policies between the two planes fail.
 	// Default cluster.local. A lower-case DNS name. Changing it changes the identity of
 	// every workload under a remote control plane.
 	// +optional
@@ -182,9 +182,9 @@ type ExternalIstiodConfiguration struct {
 	// keepTrafficInCluster keeps requests from this cluster's sidecars to the given hosts
 	// on endpoints inside this cluster (Istio's MeshConfig serviceSettings with
 	// clusterLocal: true). {} keeps traffic to every host local; {hosts: [...]} only to
-	// those. Unset: requests may go to endpoints in any cluster this istiod discovers,
-	// which other than its own are only those of mutualAccess. The mesh control plane
-	// and other clusters are not affected.
+	// those. Unset: requests go to endpoints in every cluster this istiod discovers, its
+	// own and, with mutualAccess, the others. The mesh control plane and other clusters
+	// are not affected.
 	// +optional
 	KeepTrafficInCluster *TrafficRetention `json:"keepTrafficInCluster,omitempty"`
 
@@ -320,10 +320,10 @@ type ASMMeshConfigStatus struct {
 	// conditions follow kstatus, so kubectl wait --for=condition=Ready works: Ready is
 	// True when every cluster of spec.externalIstiodConfigurations is Ready for the
 	// current generation; Reconciling is True while the operator is still working on
-	// some; Stalled is True when a cluster needs a person to act (a missing remote secret
-	// or mesh CA, refused objects, conflicting settings). Messages name the clusters
-	// concerned. An ASMMeshConfig not named default gets Ready=False and Stalled=True,
-	// reason NotDefault.
+	// some; Stalled is True when a cluster needs a person to act, for example on a
+	// missing remote secret or mesh CA, refused objects or conflicting settings. Messages
+	// name the clusters concerned. An ASMMeshConfig not named default gets Ready=False
+	// and Stalled=True, reason NotDefault.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
