@@ -5,6 +5,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 # Tools build from their Go modules into bin/ (nothing is downloaded from release pages).
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= go tool -modfile=hack/tools/go.mod controller-gen
+CRD_REF_DOCS ?= go tool -modfile=hack/tools/go.mod crd-ref-docs
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # envtest's kube-apiserver and etcd, built once from their Go modules and cached outside the clone.
 ENVTEST_ASSETS = $$(hack/envtest-assets.sh)
@@ -26,6 +27,11 @@ manifests: ## Generate the CRD and RBAC manifests from the API types and markers
 .PHONY: generate
 generate: ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: api-docs
+api-docs: ## Generate the API reference docs/api-reference.md from the API types (templates in hack/api-docs).
+	$(CRD_REF_DOCS) --source-path=./api --config=hack/api-docs/config.yaml --templates-dir=hack/api-docs/templates \
+		--renderer=markdown --output-path=docs/api-reference.md --log-level=ERROR
 
 .PHONY: istio-crds
 istio-crds: ## Copy Istio's CRDs from the istio.io/api module in go.mod (mirrored into data-plane clusters that lack them).
@@ -58,8 +64,8 @@ envtest-assets: ## Build (once) envtest's kube-apiserver and etcd; prints their 
 	@hack/envtest-assets.sh
 
 .PHONY: verify-generated
-verify-generated: generate manifests istio-crds ## Fail if generated files are stale.
-	git diff --exit-code -- api config internal/mirror/crds
+verify-generated: generate manifests istio-crds api-docs ## Fail if generated files are stale.
+	git diff --exit-code -- api config internal/mirror/crds docs/api-reference.md
 
 .PHONY: test
 test: verify-generated vet ## Run all tests: unit, golden and the multi-cluster envtest suite.

@@ -1,5 +1,6 @@
-// Package v1beta1 holds the ASMMeshConfig API: which data-plane clusters get their own
-// istiod, with what settings, and how far each one got.
+// Package v1beta1 is the operator's API, group istio.alibabacloud.com: the cluster-scoped
+// ASMMeshConfig named "default", which says which data-plane clusters of the mesh get
+// their own istiod, with what settings, and reports how far each one got.
 // +kubebuilder:object:generate=true
 // +groupName=istio.alibabacloud.com
 package v1beta1
