@@ -14,12 +14,21 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
+
+func setMutualAccess(id string, on bool) {
+	updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+		e := mc.Spec.ExternalIstiodConfigurations[id]
+		e.MutualAccess = on
+		mc.Spec.ExternalIstiodConfigurations[id] = e
+	})
+}
 
 func entry(replicas int32) v1beta1.ExternalIstiodConfiguration {
 	return v1beta1.ExternalIstiodConfiguration{
@@ -357,11 +366,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 	})
 
 	It("gives cluster-2's istiod scoped access to cluster-1 with mutual access, and takes it back", func() {
-		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
-			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
-			e.MutualAccess = true
-			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
-		})
+		setMutualAccess("cluster-2", true)
 		secret := &corev1.Secret{}
 		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-1"}
 		Eventually(func() error { return remotes["cluster-2"].client.Get(ctx(), key, secret) }).Should(Succeed())
@@ -373,16 +378,41 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the reader writes nothing: %v", err)
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 
-		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
-			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
-			e.MutualAccess = false
-			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
-		})
+		setMutualAccess("cluster-2", false)
 		Eventually(func() bool { return apierrors.IsNotFound(remotes["cluster-2"].client.Get(ctx(), key, secret)) }).Should(BeTrue())
 		Eventually(func() error {
 			return remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "remote-istiod-reader-cluster-2"}, &corev1.ServiceAccount{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 		Expect(apierrors.IsNotFound(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
+	})
+
+	It("includes the mesh cluster in mutual access once it is registered with a remote secret of its own", func() {
+		// A mesh cluster that runs workloads is registered like a data-plane cluster;
+		// the mesh istiod ignores a remote secret for its own cluster ID.
+		u, err := meshEnv.AddUser(envtest.User{Name: "mesh-admin", Groups: []string{"system:masters"}}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		raw, err := u.KubeConfig()
+		Expect(err).NotTo(HaveOccurred())
+		rememberKubeconfig(raw)
+		writeRemoteSecret("istio-remote-secret-"+meshClusterID, map[string][]byte{meshClusterID: raw})
+		setMutualAccess("cluster-2", true)
+
+		secret := &corev1.Secret{}
+		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-" + meshClusterID}
+		Eventually(func() error { return remotes["cluster-2"].client.Get(ctx(), key, secret) }).Should(Succeed())
+		reader := kubeconfigClient(secret.Data[meshClusterID])
+		Expect(reader.List(ctx(), &corev1.ServiceList{})).To(Succeed(), "istiod reads services of the mesh cluster")
+		err = reader.Create(ctx(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the reader writes nothing: %v", err)
+		Expect(mesh.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{})).To(Succeed())
+
+		setMutualAccess("cluster-2", false)
+		Eventually(func() bool { return apierrors.IsNotFound(remotes["cluster-2"].client.Get(ctx(), key, secret)) }).Should(BeTrue())
+		Eventually(func() error {
+			return mesh.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-" + meshClusterID, Namespace: ns}})).To(Succeed())
+		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
 	It("puts the cluster on its network for multi-network meshes, and takes the label back", func() {
