@@ -141,6 +141,9 @@ func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.R
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}})
 	switch {
 	case err == nil || apierrors.IsNotFound(err):
+		if !meta.IsStatusConditionTrue(w.status.Conditions, v1beta1.ConditionConnected) {
+			r.event(w, corev1.EventTypeNormal, ReasonConnected, "connected to cluster %s through remote secret %s", w.id, state.Secret)
+		}
 		w.set(v1beta1.ConditionConnected, true, ReasonConnected, "the API server of cluster %s answers (remote secret %s)", w.id, state.Secret)
 		return ctrl.Result{}, nil
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):

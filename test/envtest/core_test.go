@@ -105,7 +105,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 			Expect(restarts[gw]).To(MatchRegexp(`^switch-\d{8}T\d{6}Z@2$`), gw)
 		}
 		Expect(restarts["default/httpbin"]).To(Equal("@1"), "an ordinary workload is not restarted")
-		Expect(eventReasons()).To(ContainElements(controller.ReasonSwitched, controller.ReasonGatewaysRestarted))
+		Expect(eventReasons()).To(ContainElements(controller.ReasonConnected, controller.ReasonApplied, controller.ReasonSwitched, controller.ReasonGatewaysRestarted))
 	})
 
 	It("restarts the gateways exactly once, also when the manager restarts", func() {
