@@ -22,11 +22,12 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
-func setMutualAccess(id string, on bool) {
+// setMutualAccess turns mutual access of cluster-2 on or off.
+func setMutualAccess(on bool) {
 	updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
-		e := mc.Spec.ExternalIstiodConfigurations[id]
+		e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
 		e.MutualAccess = on
-		mc.Spec.ExternalIstiodConfigurations[id] = e
+		mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
 	})
 }
 
@@ -366,7 +367,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 	})
 
 	It("gives cluster-2's istiod scoped access to cluster-1 with mutual access, and takes it back", func() {
-		setMutualAccess("cluster-2", true)
+		setMutualAccess(true)
 		secret := &corev1.Secret{}
 		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-1"}
 		Eventually(func() error { return remotes["cluster-2"].client.Get(ctx(), key, secret) }).Should(Succeed())
@@ -378,7 +379,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the reader writes nothing: %v", err)
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 
-		setMutualAccess("cluster-2", false)
+		setMutualAccess(false)
 		Eventually(func() bool { return apierrors.IsNotFound(remotes["cluster-2"].client.Get(ctx(), key, secret)) }).Should(BeTrue())
 		Eventually(func() error {
 			return remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "remote-istiod-reader-cluster-2"}, &corev1.ServiceAccount{})
@@ -395,7 +396,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		rememberKubeconfig(raw)
 		writeRemoteSecret("istio-remote-secret-"+meshClusterID, map[string][]byte{meshClusterID: raw})
-		setMutualAccess("cluster-2", true)
+		setMutualAccess(true)
 
 		secret := &corev1.Secret{}
 		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-" + meshClusterID}
@@ -406,7 +407,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the reader writes nothing: %v", err)
 		Expect(mesh.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{})).To(Succeed())
 
-		setMutualAccess("cluster-2", false)
+		setMutualAccess(false)
 		Eventually(func() bool { return apierrors.IsNotFound(remotes["cluster-2"].client.Get(ctx(), key, secret)) }).Should(BeTrue())
 		Eventually(func() error {
 			return mesh.Get(ctx(), types.NamespacedName{Name: "remote-istiod-reader-cluster-2"}, &rbacv1.ClusterRoleBinding{})
