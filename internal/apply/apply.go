@@ -78,8 +78,13 @@ type Applier struct {
 // New returns an Applier with an empty memory.
 func New() *Applier { return &Applier{last: map[string]applied{}} }
 
-// Result counts what one Apply did.
-type Result struct{ Applied, Unchanged int }
+// Result counts what one Apply did: Applied objects were written, Created of them did
+// not exist before, Unchanged needed no write.
+type Result struct{ Applied, Created, Unchanged int }
+
+// PruneResult counts what one Prune did: Deleted objects it deleted now, Remaining
+// owned objects it does not keep and that still exist (those just deleted included).
+type PruneResult struct{ Deleted, Remaining int }
 
 func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) string {
 	return fmt.Sprintf("%s|%s|%s|%s", cluster, gvk.String(), ns, name)
@@ -95,6 +100,7 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 	type pending struct {
 		key, hash string
 		obj       *unstructured.Unstructured
+		create    bool
 	}
 	var todo []pending
 	for _, obj := range objs {
@@ -130,7 +136,7 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		u := &unstructured.Unstructured{Object: content}
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		unstructured.RemoveNestedField(u.Object, "status")
-		todo = append(todo, pending{key: key, hash: hash, obj: u})
+		todo = append(todo, pending{key: key, hash: hash, obj: u, create: live == nil})
 	}
 	for _, p := range todo {
 		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj.DeepCopy()),
@@ -144,6 +150,9 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		}
 		a.remember(p.key, applied{p.hash, liveVersion(p.obj)})
 		res.Applied++
+		if p.create {
+			res.Created++
+		}
 	}
 	return res, nil
 }
@@ -171,11 +180,11 @@ func (a *Applier) Forget(cluster string) {
 	}
 }
 
-// Prune deletes the owned objects of the given kinds that keep does not name, and
-// returns how many owned objects of those kinds remain. reader lists (a cache is fine:
-// a later pass catches what it had not seen yet).
+// Prune deletes the owned objects of the given kinds that keep does not name. reader
+// lists (a cache is fine: a later pass catches what it had not seen yet).
 func (a *Applier) Prune(ctx context.Context, cluster string, reader client.Reader, writer client.Client, own Ownership,
-	kinds []schema.GroupVersionKind, keep []client.Object) (remaining int, err error) {
+	kinds []schema.GroupVersionKind, keep []client.Object) (PruneResult, error) {
+	var res PruneResult
 	wanted := map[string]bool{}
 	for _, o := range keep {
 		wanted[memoryKey(cluster, o.GetObjectKind().GroupVersionKind(), o.GetNamespace(), o.GetName())] = true
@@ -187,7 +196,7 @@ func (a *Applier) Prune(ctx context.Context, cluster string, reader client.Reade
 			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				continue // the kind is not served (any more): nothing of it is left
 			}
-			return remaining, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+			return res, fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
 		for i := range list.Items {
 			item := &list.Items[i]
@@ -198,19 +207,22 @@ func (a *Applier) Prune(ctx context.Context, cluster string, reader client.Reade
 			if !own.owns(item) {
 				continue
 			}
-			remaining++
+			res.Remaining++
 			if item.DeletionTimestamp != nil {
 				continue
 			}
 			item.SetGroupVersionKind(gvk)
 			err := writer.Delete(ctx, item, client.Preconditions{UID: &item.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 			if err != nil && !apierrors.IsNotFound(err) {
-				return remaining, fmt.Errorf("deleting %s %s: %w", gvk.Kind, item.Name, err)
+				return res, fmt.Errorf("deleting %s %s: %w", gvk.Kind, item.Name, err)
+			}
+			if err == nil {
+				res.Deleted++
 			}
 			a.mu.Lock()
 			delete(a.last, key)
 			a.mu.Unlock()
 		}
 	}
-	return remaining, nil
+	return res, nil
 }

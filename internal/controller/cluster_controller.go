@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -65,6 +66,7 @@ type clusterWork struct {
 
 func (w *clusterWork) set(typ string, ok bool, reason, format string, args ...any) {
 	setCondition(&w.status.Conditions, w.mc.Generation, typ, ok, reason, format, args...)
+	countApplyError(w.id, typ, ok, reason)
 }
 
 // Reconcile implements the per-cluster loop: connect, render, apply, prune, report.
@@ -214,7 +216,9 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return r.applyFailed(w, err)
 	}
 	own := ownership(w.id)
+	applyTimer := metrics.StartApply(w.id)
 	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, objs)
+	applyTimer.ObserveDuration()
 	if err != nil {
 		return r.applyFailed(w, err)
 	}

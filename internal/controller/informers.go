@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
 
 // allClusters is the event that concerns every cluster with an entry.
@@ -59,7 +61,12 @@ func (k *kindWatches) ensure(ctx context.Context, c cache.Cache, kinds []schema.
 		if err != nil {
 			continue // the kind does not exist (yet); the next reconcile tries again
 		}
-		notify := func(any) { k.send(target) }
+		notify := func(any) {
+			if target == allClusters {
+				metrics.MeshConfigChanged() // a change of the mesh's configuration, not of a copy
+			}
+			k.send(target)
+		}
 		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc: notify, DeleteFunc: notify, UpdateFunc: func(_, o any) { notify(o) },
 		}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
 
@@ -52,6 +53,7 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	for _, ns := range nsList.Items {
 		namespaces[ns.Name] = true
 	}
+	metrics.MirrorPassStarted(w.id)
 	var sources []unstructured.Unstructured
 	for _, gvk := range mirror.Kinds() {
 		list := &unstructured.UnstructuredList{}
@@ -67,12 +69,17 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	copies, skipped := mirror.Copies(sources, namespaces, own.Labels)
 	// Copies are read straight from the API server: the CRDs may be minutes old, and a
 	// cache would first have to discover them.
-	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, copies); err != nil {
+	applied, err := r.Applier.Apply(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, copies)
+	metrics.CountMirrorWrites(w.id, applied.Created, applied.Applied-applied.Created, 0)
+	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	if _, err := r.Applier.Prune(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, mirror.Kinds(), copies); err != nil {
+	pruned, err := r.Applier.Prune(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, mirror.Kinds(), copies)
+	metrics.CountMirrorWrites(w.id, 0, 0, pruned.Deleted)
+	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
+	metrics.MirrorSynced(w.id)
 	w.status.MirroredObjects = int32(len(copies))
 	if len(skipped) > 0 {
 		w.set(v1beta1.ConditionConfigMirrored, false, ReasonMirrorFailed,

@@ -11,6 +11,8 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -18,6 +20,7 @@ import (
 // (or whose ASMMeshConfig is being deleted), then drops the cluster's status entry.
 func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
 	if clusterStatus(w.mc, w.id) == nil {
+		metrics.ForgetCluster(w.id)
 		return ctrl.Result{}, nil
 	}
 	log := logf.FromContext(ctx)
@@ -51,17 +54,17 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		// The cache finds what to delete; the API server confirms nothing is left.
 		_, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, render.OwnedKinds, nil)
 	}
-	remaining := 0
+	var left apply.PruneResult
 	if err == nil {
-		remaining, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, allOwnedKinds(), nil)
+		left, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, allOwnedKinds(), nil)
 	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
 		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
 		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s: %w", w.id, err), applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status))
 	}
-	if remaining > 0 {
-		w.set(v1beta1.ConditionApplied, false, ReasonRemoving, "%d objects are still being deleted from cluster %s", remaining, w.id)
+	if left.Remaining > 0 {
+		w.set(v1beta1.ConditionApplied, false, ReasonRemoving, "%d objects are still being deleted from cluster %s", left.Remaining, w.id)
 		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
 	}

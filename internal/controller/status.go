@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
 
 // Reasons of the conditions the operator sets. Each names what happened, and each
@@ -86,6 +87,7 @@ func statusApply(mc *v1beta1.ASMMeshConfig, fields map[string]any) runtime.Apply
 // applyClusterStatus writes one cluster's entry, or removes it when entry is nil. It
 // writes nothing when the entry already reads so.
 func applyClusterStatus(ctx context.Context, c client.Client, mc *v1beta1.ASMMeshConfig, id string, entry *v1beta1.ClusterStatus) error {
+	metrics.ReportCluster(id, entry)
 	prev := clusterStatus(mc, id)
 	if (prev == nil && entry == nil) || (prev != nil && entry != nil && equality.Semantic.DeepEqual(*prev, *entry)) {
 		return nil
@@ -99,4 +101,12 @@ func applyClusterStatus(ctx context.Context, c client.Client, mc *v1beta1.ASMMes
 		fields = map[string]any{"clusters": []any{content}}
 	}
 	return c.Status().Apply(ctx, statusApply(mc, fields), client.FieldOwner(clusterStatusManager(id)), client.ForceOwnership)
+}
+
+// countApplyError counts a reconcile whose Applied condition reports a failure; the
+// reasons that only say work is under way are no errors.
+func countApplyError(id, typ string, ok bool, reason string) {
+	if typ == v1beta1.ConditionApplied && !ok && reason != ReasonPending && reason != ReasonRemoving {
+		metrics.ApplyErrors.WithLabelValues(id, reason).Inc()
+	}
 }

@@ -17,6 +17,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
@@ -186,6 +187,7 @@ func (r *ClusterReconciler) restartGateways(ctx context.Context, w *clusterWork,
 	slices.Sort(names)
 	if len(restartedNow) > 0 {
 		logf.FromContext(ctx).Info("restarted gateways", "gateways", restartedNow, "for", token)
+		metrics.CountGatewayRestarts(w.id, token, len(restartedNow))
 		r.event(w, corev1.EventTypeNormal, ReasonGatewaysRestarted, "restarted gateways of cluster %s (%s): %s", w.id, token, strings.Join(restartedNow, ", "))
 	}
 	return names, nil
