@@ -79,6 +79,12 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
 		Expect(d.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "CLUSTER_ID", Value: "cluster-2"}))
 		Expect(getMeshConfig().Status.Clusters[0].AppliedHash).NotTo(BeEmpty())
+		m := clusterMetrics("cluster-2")
+		Expect(m).To(HaveKeyWithValue("cluster_connected", 1.0))
+		Expect(m).To(HaveKeyWithValue("cluster_switched", 0.0))
+		Expect(m).To(HaveKeyWithValue("istiod_desired_replicas", 2.0))
+		Expect(m["apply_duration_seconds_count"]).To(BeNumerically(">", 0))
+		Expect(clusterMetrics("cluster-1")).To(BeEmpty())
 	})
 
 	It("switches injection to the local istiod once it is ready, and restarts the gateways once", func() {
@@ -107,6 +113,12 @@ var _ = Describe("remote control planes", Ordered, func() {
 		}
 		Expect(restarts["default/httpbin"]).To(Equal("@1"), "an ordinary workload is not restarted")
 		Expect(eventReasons()).To(ContainElements(controller.ReasonConnected, controller.ReasonApplied, controller.ReasonSwitched, controller.ReasonGatewaysRestarted))
+		m := clusterMetrics("cluster-2")
+		for _, gauge := range []string{"cluster_connected", "cluster_ready", "cluster_switched"} {
+			Expect(m).To(HaveKeyWithValue(gauge, 1.0))
+		}
+		Expect(m).To(HaveKeyWithValue("istiod_ready_replicas", 2.0))
+		Expect(m).To(HaveKeyWithValue("gateway_restarts_total{direction=switch}", float64(len(gatewayNames))))
 	})
 
 	It("restarts the gateways exactly once, also when the manager restarts", func() {
@@ -121,6 +133,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(reconciles).Should(BeNumerically(">", count))
 		Consistently(rc.restarts, "2s").Should(Equal(before))
+		Expect(clusterMetrics("cluster-2")).To(HaveKeyWithValue("gateway_restarts_total{direction=switch}", float64(len(gatewayNames))))
 		rc.expectOneInjector(localInjector(rc))
 		Expect(readyCondition()).To(Equal("True/Ready"))
 	})
@@ -192,6 +205,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		})
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/" + controller.ReasonNoMeshCA))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionMeshTrust)).To(Equal("False/" + controller.ReasonNoMeshCA))
+		Expect(clusterMetrics("cluster-2")["apply_errors_total{reason="+controller.ReasonNoMeshCA+"}"]).To(BeNumerically(">=", 1))
 		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionStalled) }).Should(HavePrefix("True"))
 		Consistently(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }, "2s").Should(Equal(replicas))
 
@@ -215,6 +229,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		vs := istioObject("networking.istio.io/v1", "VirtualService", "reviews", map[string]any{
 			"hosts": []any{"reviews"}, "http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "reviews", "subset": "v1"}}}}}})
 		ap := istioObject("security.istio.io/v1", "AuthorizationPolicy", "deny-all", map[string]any{})
+		before := clusterMetrics("cluster-2")
 		Expect(mesh.Create(ctx(), vs)).To(Succeed())
 		Expect(mesh.Create(ctx(), ap)).To(Succeed())
 		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v1"`))
@@ -222,6 +237,9 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(remotes["cluster-1"].istioSpec(vs)).To(BeEmpty())
 		Eventually(func() int32 { return getMeshConfig().Status.Clusters[0].MirroredObjects }).Should(BeEquivalentTo(2))
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(Equal("True/" + controller.ReasonMirrored))
+		Expect(clusterMetrics("cluster-2")).To(HaveKeyWithValue("mirrored_objects", float64(getMeshConfig().Status.Clusters[0].MirroredObjects)))
+		Eventually(clusterMetric("cluster-2", "mirror_writes_total{operation=create}")).Should(BeNumerically(">=", before["mirror_writes_total{operation=create}"]+2))
+		Eventually(clusterMetric("cluster-2", "mirror_lag_seconds_count")).Should(BeNumerically(">", before["mirror_lag_seconds_count"]))
 
 		By("following a change in the mesh cluster")
 		Expect(mesh.Get(ctx(), client.ObjectKeyFromObject(vs), vs)).To(Succeed())
@@ -229,6 +247,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 			map[string]any{"destination": map[string]any{"host": "reviews", "subset": "v2"}}}}}}
 		Expect(mesh.Update(ctx(), vs)).To(Succeed())
 		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v2"`))
+		Eventually(clusterMetric("cluster-2", "mirror_writes_total{operation=update}")).Should(BeNumerically(">", before["mirror_writes_total{operation=update}"]))
 
 		By("reverting an edit and a deletion of a copy in cluster-2")
 		copyOf := vs.DeepCopy()
@@ -245,6 +264,8 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(func() string { return rc.istioSpec(vs) }).Should(BeEmpty())
 		Eventually(func() string { return rc.istioSpec(ap) }).Should(BeEmpty())
 		Eventually(readyCondition).Should(Equal("True/Ready"))
+		Eventually(clusterMetric("cluster-2", "mirror_writes_total{operation=delete}")).Should(BeNumerically(">=", before["mirror_writes_total{operation=delete}"]+2))
+		Eventually(clusterMetric("cluster-2", "mirrored_objects")).Should(BeZero())
 	})
 
 	It("writes nothing on a resync that finds nothing to change", func() {
@@ -334,6 +355,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(rc.ownedNames()).To(BeEmpty())
 		Eventually(func() string { return condition(getMeshConfig(), v1beta1.ConditionReady) }).Should(ContainSubstring("managed by the platform team"))
 		Eventually(eventReasons).Should(ContainElement(controller.ReasonApplyRejected))
+		Expect(clusterMetrics("cluster-1")["apply_errors_total{reason="+controller.ReasonApplyRejected+"}"]).To(BeNumerically(">=", 1))
 		for _, o := range policy {
 			Expect(rc.client.Delete(ctx(), o)).To(Succeed())
 		}
@@ -350,6 +372,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		rc := remotes["cluster-1"]
 		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
 		rc.expectOneInjector(localInjector(rc))
+		Expect(clusterMetrics("cluster-1")).To(HaveKeyWithValue("cluster_switched", 1.0))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-1") })
 		Eventually(rc.ownedNames).Should(BeEmpty())
 		rc.expectOneInjector(meshIstiodURL("cluster-1"))
@@ -360,6 +383,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		}
 		Expect(eventReasons()).To(ContainElement(controller.ReasonSwitchedBack))
 		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
+		Expect(clusterMetrics("cluster-1")).To(BeEmpty(), "no series is left of a cluster that is no longer managed")
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		// The namespace was there before the operator came, so it stays.
 		Expect(remotes["cluster-1"].client.Get(ctx(), types.NamespacedName{Name: ns}, &corev1.Namespace{})).To(Succeed())
@@ -471,8 +495,10 @@ var _ = Describe("remote control planes", Ordered, func() {
 		// and retries. Once the cluster leaves the mesh, it is forgotten.
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-limited") })
 		Eventually(func() string { return clusterCondition("cluster-limited", v1beta1.ConditionReady) }).Should(Equal("False/" + controller.ReasonRemoving))
+		Expect(clusterMetrics("cluster-limited")).To(HaveKeyWithValue("cluster_connected", 0.0))
 		Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-limited", Namespace: ns}})).To(Succeed())
 		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
+		Expect(clusterMetrics("cluster-limited")).To(BeEmpty())
 	})
 
 	It("reports a remote secret whose kubeconfig cannot be parsed, without crashing", func() {
@@ -544,6 +570,8 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
 		}).Should(BeTrue())
+		Expect(clusterMetrics("cluster-1")).To(BeEmpty())
+		Expect(clusterMetrics("cluster-2")).To(BeEmpty())
 	})
 })
 

@@ -211,6 +211,54 @@ func reconciles() float64 {
 	return total
 }
 
+// clusterMetrics returns the operator's own series for a cluster, as the manager's
+// metrics endpoint serves them: the name without its remote_istiod_operator_ prefix,
+// other labels in braces ("gateway_restarts_total{direction=switch}"); a histogram
+// gives its sample count as name_count.
+func clusterMetrics(id string) map[string]float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	out := map[string]float64{}
+	for _, f := range families {
+		name, ok := strings.CutPrefix(f.GetName(), "remote_istiod_operator_")
+		if !ok {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var cluster string
+			var others []string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cluster" {
+					cluster = l.GetValue()
+				} else {
+					others = append(others, l.GetName()+"="+l.GetValue())
+				}
+			}
+			if cluster != id {
+				continue
+			}
+			key := name
+			if len(others) > 0 {
+				key += "{" + strings.Join(others, ",") + "}"
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			default:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// clusterMetric is one of clusterMetrics, 0 when the series does not exist.
+func clusterMetric(id, key string) func() float64 {
+	return func() float64 { return clusterMetrics(id)[key] }
+}
+
 // denyInjectorConfigMaps installs an admission policy, as a cluster's platform team
 // might, that refuses the injector ConfigMap; it returns the objects to delete.
 func denyInjectorConfigMaps(rc *remoteCluster) []client.Object {
