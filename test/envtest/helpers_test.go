@@ -254,11 +254,6 @@ func clusterMetrics(id string) map[string]float64 {
 	return out
 }
 
-// clusterMetric is one of clusterMetrics, 0 when the series does not exist.
-func clusterMetric(id, key string) func() float64 {
-	return func() float64 { return clusterMetrics(id)[key] }
-}
-
 // denyInjectorConfigMaps installs an admission policy, as a cluster's platform team
 // might, that refuses the injector ConfigMap; it returns the objects to delete.
 func denyInjectorConfigMaps(rc *remoteCluster) []client.Object {
