@@ -1,0 +1,184 @@
+// Package localmesh runs a service mesh's clusters on this machine: a real
+// kube-apiserver and etcd (envtest) for the mesh cluster and for each data-plane
+// cluster, prepared as a mesh with a managed control plane has them. There is no
+// kubelet: objects are stored and served, nothing runs.
+package localmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/ca"
+	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/manager"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
+)
+
+// Namespace is the Istio control plane namespace in every cluster.
+const Namespace = "istio-system"
+
+// MeshClusterID names the mesh cluster in kubeconfigs.
+const MeshClusterID = "mesh"
+
+// meshCALifetime is long enough that no demo outlives it.
+const meshCALifetime = 365 * 24 * time.Hour
+
+// Options say what to start.
+type Options struct {
+	// AssetsDir holds the kube-apiserver and etcd binaries.
+	AssetsDir string
+	// MeshCRDDirs hold the CRDs the mesh cluster has (the operator's and Istio's).
+	MeshCRDDirs []string
+	// DataPlanes are the IDs of the data-plane clusters.
+	DataPlanes []string
+	// Progress, when set, is told about each step.
+	Progress func(msg string)
+}
+
+// Mesh is the running mesh cluster and its data-plane clusters.
+type Mesh struct {
+	Mesh       *Cluster
+	DataPlanes []*Cluster
+	// CA is the mesh CA, as stored in the mesh cluster's istio-system/cacerts.
+	CA ca.Bundle
+}
+
+// Cluster is one running API server and an administrator's client for it.
+type Cluster struct {
+	ID     string
+	Config *rest.Config
+	Client client.Client
+	env    *envtest.Environment
+}
+
+// Start starts every API server, prepares each cluster and registers the data-plane
+// clusters with the mesh through Istio remote secrets. On error, what was started is
+// stopped again.
+func Start(ctx context.Context, opts Options) (*Mesh, error) {
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	scheme := runtime.NewScheme()
+	if err := manager.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	m := &Mesh{Mesh: &Cluster{ID: MeshClusterID, env: &envtest.Environment{
+		BinaryAssetsDirectory: opts.AssetsDir, CRDDirectoryPaths: opts.MeshCRDDirs, ErrorIfCRDPathMissing: true}}}
+	for _, id := range opts.DataPlanes {
+		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: id, env: &envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir}})
+	}
+	if err := m.startAll(scheme, progress); err != nil {
+		return nil, errors.Join(err, m.Stop())
+	}
+	if err := m.prepare(ctx, scheme, progress); err != nil {
+		return nil, errors.Join(err, m.Stop())
+	}
+	return m, nil
+}
+
+// startAll starts the API servers side by side: each takes some seconds.
+func (m *Mesh) startAll(scheme *runtime.Scheme, progress func(string)) error {
+	all := m.Clusters()
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, c := range all {
+		wg.Go(func() {
+			errs[i] = c.start(scheme)
+			if errs[i] == nil {
+				progress(fmt.Sprintf("API server of %s is up at %s", c.ID, c.Config.Host))
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (m *Mesh) prepare(ctx context.Context, scheme *runtime.Scheme, progress func(string)) error {
+	m.CA = catest.MeshCACerts(meshCALifetime)
+	if err := m.Mesh.createNamespace(ctx, Namespace); err != nil {
+		return err
+	}
+	cacerts := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: Namespace}, Data: m.CA}
+	if err := m.Mesh.Client.Create(ctx, cacerts); err != nil {
+		return fmt.Errorf("creating the mesh CA: %w", err)
+	}
+	progress("mesh: namespace istio-system, Istio's CRDs and the mesh CA (Secret istio-system/cacerts)")
+	for _, dp := range m.DataPlanes {
+		if err := dp.installManagedDataPlane(ctx, scheme, m.CA[ca.RootCert]); err != nil {
+			return fmt.Errorf("preparing %s: %w", dp.ID, err)
+		}
+		if err := m.register(ctx, dp); err != nil {
+			return fmt.Errorf("registering %s: %w", dp.ID, err)
+		}
+		progress(fmt.Sprintf("%s: the mesh control plane's sidecar injector and gateways; registered with remote secret istio-system/%s",
+			dp.ID, RemoteSecretName(dp.ID)))
+	}
+	return nil
+}
+
+// register adds a data-plane cluster to the mesh as istioctl create-remote-secret does.
+func (m *Mesh) register(ctx context.Context, dp *Cluster) error {
+	kubeconfig, err := dp.Kubeconfig("istio-reader-"+dp.ID, "system:masters")
+	if err != nil {
+		return err
+	}
+	return m.Mesh.Client.Create(ctx, RemoteSecret(dp.ID, kubeconfig))
+}
+
+// RemoteSecretName is the name istioctl create-remote-secret gives a cluster's secret.
+func RemoteSecretName(clusterID string) string { return "istio-remote-secret-" + clusterID }
+
+// RemoteSecret is an Istio remote secret as istioctl create-remote-secret writes it.
+func RemoteSecret(clusterID string, kubeconfig []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        RemoteSecretName(clusterID),
+			Namespace:   Namespace,
+			Labels:      map[string]string{remotecluster.RemoteSecretLabel: "true"},
+			Annotations: map[string]string{"networking.istio.io/cluster": clusterID},
+		},
+		Data: map[string][]byte{clusterID: kubeconfig},
+	}
+}
+
+// Clusters returns the mesh cluster first, then the data-plane clusters.
+func (m *Mesh) Clusters() []*Cluster {
+	return append([]*Cluster{m.Mesh}, m.DataPlanes...)
+}
+
+// Stop stops every API server (and etcd) that runs and removes its data.
+func (m *Mesh) Stop() error {
+	var errs []error
+	for _, c := range m.Clusters() {
+		errs = append(errs, c.env.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) start(scheme *runtime.Scheme) error {
+	cfg, err := c.env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the API server of %s: %w", c.ID, err)
+	}
+	c.Config = cfg
+	c.Client, err = client.New(cfg, client.Options{Scheme: scheme})
+	return err
+}
+
+func (c *Cluster) createNamespace(ctx context.Context, name string) error {
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		return fmt.Errorf("creating namespace %s in %s: %w", name, c.ID, err)
+	}
+	return nil
+}
