@@ -71,6 +71,11 @@ verify-generated: generate manifests istio-crds api-docs ## Fail if generated fi
 test: verify-generated vet ## Run all tests: unit, golden and the multi-cluster envtest suite.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -race -timeout $(TEST_TIMEOUT) -count=1
 
+.PHONY: demo
+demo: ## Run the operator on a local mesh of three API servers and show it at work (DEMO_ONCE=1: check the outcome and exit).
+	@echo "compiling the demo (a minute or two the first time)"
+	go run ./hack/demo $(if $(DEMO_ONCE),-once)
+
 .PHONY: bench
 bench: ## Run the benchmarks.
 	go test ./... -run '^$$' -bench . -benchmem

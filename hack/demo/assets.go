@@ -53,21 +53,10 @@ func envtestAssets(ctx context.Context, root string, out *printer) (string, erro
 		<-copied // Wait closes the pipe: read it to the end first
 		done <- cmd.Wait()
 	}()
-	start := time.Now()
-	tick := time.NewTicker(progressEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return "", fmt.Errorf("hack/envtest-assets.sh: %w", err)
-			}
-			return strings.TrimSpace(stdout.String()), nil
-		case <-tick.C:
-			out.line("still building kube-apiserver and etcd (%s so far); later runs use the cache",
-				time.Since(start).Round(time.Second))
-		}
+	if err := await(done, "building kube-apiserver and etcd (only the first time)", out); err != nil {
+		return "", fmt.Errorf("hack/envtest-assets.sh: %w", err)
 	}
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 func forwardLines(r io.Reader, out *printer) {

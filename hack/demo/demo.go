@@ -59,11 +59,14 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 
 	out.step("Starting the local mesh: API servers for %s, %s and %s; building the operator meanwhile",
 		localmesh.MeshClusterID, dataPlanes[0], dataPlanes[1])
-	binary, buildErr := make(chan string, 1), make(chan error, 1)
+	type buildResult struct {
+		binary string
+		err    error
+	}
+	built := make(chan buildResult, 1)
 	go func() {
 		b, err := buildManager(ctx, root, tmp)
-		binary <- b
-		buildErr <- err
+		built <- buildResult{b, err}
 	}()
 	m, err := localmesh.Start(ctx, localmesh.Options{
 		AssetsDir:   assets,
@@ -72,7 +75,7 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 		Progress:    func(msg string) { out.line("%s", msg) },
 	})
 	if err != nil {
-		return errors.Join(err, <-buildErr)
+		return errors.Join(err, (<-built).err)
 	}
 	defer func() {
 		out.line("stopping the API servers")
@@ -82,10 +85,11 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 		return err
 	}
 	out.line("mesh: Istio configuration to mirror (hack/demo/istio-config.yaml)")
-	managerBinary := <-binary
-	if err := <-buildErr; err != nil {
-		return err
+	build := await(built, "building the operator", out)
+	if build.err != nil {
+		return build.err
 	}
+	managerBinary := build.binary
 
 	out.step("Starting the operator (%s) in the mesh cluster, with the RBAC of config/rbac", managerBinary)
 	op, err := startOperator(ctx, root, m, managerBinary, tmp)
@@ -131,7 +135,9 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	}
 	if opts.once {
 		if outcome != nil {
-			return fmt.Errorf("unexpected outcome: %w (operator log: %s)", outcome, op.logPath)
+			out.step("The end of the operator's log")
+			out.lines(op.logTail(40))
+			return fmt.Errorf("unexpected outcome: %w", outcome)
 		}
 		out.step("Outcome as expected")
 		return nil
@@ -176,6 +182,21 @@ func explore(m *localmesh.Mesh, dir string, out *printer) error {
 	out.line("The demo keeps marking Deployments available in place of a kubelet.")
 	out.line("Press Ctrl-C to stop the operator and the API servers and remove %s.", dir)
 	return nil
+}
+
+// await waits for a result, saying now and then that it still waits.
+func await[T any](result <-chan T, what string, out *printer) T {
+	start := time.Now()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-result:
+			return r
+		case <-tick.C:
+			out.line("still %s (%s so far)", what, time.Since(start).Round(time.Second))
+		}
+	}
 }
 
 // printer writes the demo's output; the stand-in writes from its own goroutines.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,6 +73,7 @@ func startOperator(ctx context.Context, root string, m *localmesh.Mesh, binary, 
 		"--health-probe-bind-address", probeAddr,
 		"--zap-devel")
 	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
+	op.cmd.SysProcAttr = ownProcessGroup()
 	if err := op.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the manager: %w", err)
 	}
@@ -135,4 +137,14 @@ func freeLocalAddress() (string, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
+}
+
+// logTail returns the last lines of the manager's log.
+func (op *operator) logTail(lines int) string {
+	raw, err := os.ReadFile(op.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }

@@ -124,37 +124,48 @@ func checkOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool
 		return errors.New("the ASMMeshConfig is not Ready")
 	}
 	for _, dp := range m.DataPlanes {
+		if wanted[dp.ID] {
+			if err := checkClusterStatus(mc, dp.ID); err != nil {
+				return fmt.Errorf("%s: %w", dp.ID, err)
+			}
+		}
 		v, err := inspect(ctx, dp)
 		if err != nil {
 			return err
 		}
-		if wanted[dp.ID] {
-			err = checkSwitched(mc, dp.ID, v)
-		} else {
-			err = checkUntouched(dp.ID, v)
-		}
-		if err != nil {
+		if err := checkDataPlane(v, wanted[dp.ID], dp.ID); err != nil {
 			return fmt.Errorf("%s: %w", dp.ID, err)
 		}
 	}
 	return nil
 }
 
-func checkSwitched(mc *v1beta1.ASMMeshConfig, id string, v *dataPlaneView) error {
-	var status *v1beta1.ClusterStatus
-	for i := range mc.Status.Clusters {
-		if mc.Status.Clusters[i].ClusterID == id {
-			status = &mc.Status.Clusters[i]
+// checkClusterStatus says what a cluster's entry in the status lacks.
+func checkClusterStatus(mc *v1beta1.ASMMeshConfig, id string) error {
+	for _, cs := range mc.Status.Clusters {
+		if cs.ClusterID != id {
+			continue
 		}
-	}
-	if status == nil {
-		return errors.New("no status")
-	}
-	for _, t := range []string{v1beta1.ConditionReady, v1beta1.ConditionSwitched} {
-		if !meta.IsStatusConditionTrue(status.Conditions, t) {
-			return fmt.Errorf("not %s", t)
+		for _, t := range []string{v1beta1.ConditionReady, v1beta1.ConditionSwitched} {
+			if !meta.IsStatusConditionTrue(cs.Conditions, t) {
+				return fmt.Errorf("not %s", t)
+			}
 		}
+		return nil
 	}
+	return errors.New("no status")
+}
+
+// checkDataPlane says how a cluster differs from what it should be: switched to its
+// own istiod when it is wanted, untouched otherwise.
+func checkDataPlane(v *dataPlaneView, wanted bool, id string) error {
+	if wanted {
+		return checkSwitched(v)
+	}
+	return checkUntouched(v, id)
+}
+
+func checkSwitched(v *dataPlaneView) error {
 	if v.istiod == nil || !istiodAvailable(v.istiod) {
 		return errors.New("no available istiod of the operator's")
 	}
@@ -176,7 +187,7 @@ func checkSwitched(mc *v1beta1.ASMMeshConfig, id string, v *dataPlaneView) error
 	return nil
 }
 
-func checkUntouched(id string, v *dataPlaneView) error {
+func checkUntouched(v *dataPlaneView, id string) error {
 	if v.owned > 0 {
 		return fmt.Errorf("holds %d objects of the operator", v.owned)
 	}

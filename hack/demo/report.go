@@ -103,7 +103,11 @@ func webhookTargets(id string, targets []string) string {
 		case localIstiod:
 			whose = " (the cluster's own istiod)"
 		}
-		out = append(out, fmt.Sprintf("%d webhooks -> %s%s", count[t], t, whose))
+		noun := "webhooks"
+		if count[t] == 1 {
+			noun = "webhook"
+		}
+		out = append(out, fmt.Sprintf("%d %s -> %s%s", count[t], noun, t, whose))
 	}
 	return strings.Join(out, "; ")
 }
