@@ -73,7 +73,9 @@ func startOperator(ctx context.Context, root string, m *localmesh.Mesh, binary, 
 		"--health-probe-bind-address", probeAddr,
 		"--zap-devel")
 	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
-	op.cmd.SysProcAttr = ownProcessGroup()
+	// Ctrl-C at the terminal must not reach the manager: the demo stops it in order,
+	// as envtest does with its API servers.
+	op.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := op.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the manager: %w", err)
 	}
