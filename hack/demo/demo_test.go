@@ -34,6 +34,7 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`cluster-2 gets a remote control plane`),
 		regexp.MustCompile(`injector istio-sidecar-injector +4 webhooks -> https://istiod.istio-system.svc:443/inject \(the cluster's own istiod\)`),
 		regexp.MustCompile(`injector istio-sidecar-injector +4 webhooks -> ` + regexp.QuoteMeta(localmesh.MeshIstiodURL("cluster-1"))),
+		regexp.MustCompile(`validator istio-validator-istio-system +1 webhook -> https://istiod.istio-system.svc:443/validate \(the cluster's own istiod\)`),
 		regexp.MustCompile(`Deployment istio-system/istio-ingressgateway +restarted for switch-`),
 		regexp.MustCompile(`in place of a kubelet`),
 		regexp.MustCompile(`Outcome as expected`),
@@ -52,17 +53,21 @@ func TestOutcomeChecks(t *testing.T) {
 		Status: appsv1.DeploymentStatus{AvailableReplicas: 2}}
 	switched := func() *dataPlaneView {
 		return &dataPlaneView{
-			istiod:    istiod,
-			injectors: []webhookConfig{{name: "istio-sidecar-injector", targets: []string{localIstiod, localIstiod}}},
-			owned:     30,
+			istiod:     istiod,
+			injectors:  []webhookConfig{{name: "istio-sidecar-injector", targets: []string{localInjection, localInjection}}},
+			validators: []webhookConfig{{name: "istio-validator-istio-system", targets: []string{localValidation}}},
+			owned:      30,
+			lead:       "c",
 			restarts: map[string]string{localmesh.Gateways[0]: "switch-1", localmesh.Gateways[1]: "switch-1",
 				localmesh.AppDeployment: ""},
 		}
 	}
 	untouched := func() *dataPlaneView {
 		return &dataPlaneView{
-			injectors: []webhookConfig{{name: "istio-sidecar-injector", targets: []string{localmesh.MeshIstiodURL("c")}}},
-			restarts:  map[string]string{localmesh.Gateways[0]: "", localmesh.AppDeployment: ""},
+			injectors:  []webhookConfig{{name: "istio-sidecar-injector", targets: []string{localmesh.MeshIstiodURL("c")}}},
+			validators: []webhookConfig{{name: "istio-validator-istio-system", targets: []string{localmesh.MeshValidationURL}}},
+			lead:       localmesh.MeshClusterID,
+			restarts:   map[string]string{localmesh.Gateways[0]: "", localmesh.AppDeployment: ""},
 		}
 	}
 	if err := checkDataPlane(switched(), true, "c"); err != nil {
@@ -79,10 +84,15 @@ func TestOutcomeChecks(t *testing.T) {
 		"no istiod":                  {switched, func(v *dataPlaneView) { v.istiod = nil }, true},
 		"istiod not available":       {switched, func(v *dataPlaneView) { v.istiod = &appsv1.Deployment{Spec: istiod.Spec} }, true},
 		"one webhook still remote":   {switched, func(v *dataPlaneView) { v.injectors[0].targets[1] = localmesh.MeshIstiodURL("c") }, true},
+		"validator still remote":     {switched, func(v *dataPlaneView) { v.validators[0].targets[0] = localmesh.MeshValidationURL }, true},
+		"still led by the mesh":      {switched, func(v *dataPlaneView) { v.lead = localmesh.MeshClusterID }, true},
+		"no injector":                {switched, func(v *dataPlaneView) { v.injectors = nil }, true},
 		"a gateway not restarted":    {switched, func(v *dataPlaneView) { v.restarts[localmesh.Gateways[1]] = "" }, true},
 		"the app restarted":          {switched, func(v *dataPlaneView) { v.restarts[localmesh.AppDeployment] = "switch-1" }, true},
 		"operator objects left":      {untouched, func(v *dataPlaneView) { v.owned = 1 }, false},
-		"injector moved":             {untouched, func(v *dataPlaneView) { v.injectors[0].targets[0] = localIstiod }, false},
+		"injector moved":             {untouched, func(v *dataPlaneView) { v.injectors[0].targets[0] = localInjection }, false},
+		"lead taken":                 {untouched, func(v *dataPlaneView) { v.lead = "c" }, false},
+		"validator moved":            {untouched, func(v *dataPlaneView) { v.validators[0].targets[0] = localValidation }, false},
 		"a deployment was restarted": {untouched, func(v *dataPlaneView) { v.restarts[localmesh.AppDeployment] = "x" }, false},
 	} {
 		v := c.view()

@@ -35,6 +35,9 @@ type dataPlaneView struct {
 	mirrored []string
 	// crds counts the Istio CRDs the operator installed.
 	crds int
+	// lead is the control plane namespace's topology.istio.io/controlPlaneClusters:
+	// which istiod leads the cluster.
+	lead string
 	// restarts maps each Deployment but istiod to its restart annotation, "" when
 	// it was never restarted.
 	restarts map[string]string
@@ -47,6 +50,11 @@ type webhookConfig struct {
 
 func inspect(ctx context.Context, c *localmesh.Cluster) (*dataPlaneView, error) {
 	v := &dataPlaneView{restarts: map[string]string{}}
+	ns := &corev1.Namespace{}
+	if err := c.Client.Get(ctx, types.NamespacedName{Name: localmesh.Namespace}, ns); err != nil {
+		return nil, err
+	}
+	v.lead = ns.Annotations[switching.LeadAnnotation]
 	deployments := &appsv1.DeploymentList{}
 	if err := c.Client.List(ctx, deployments); err != nil {
 		return nil, err
@@ -126,8 +134,12 @@ func target(cc admissionv1.WebhookClientConfig) string {
 		ptr.Deref(cc.Service.Port, 443), ptr.Deref(cc.Service.Path, ""))
 }
 
-// localIstiod is the target of webhooks served by the cluster's own istiod.
-var localIstiod = target(switching.LocalClientConfig(localmesh.Namespace, nil))
+// localInjection and localValidation are the targets of webhooks served by the
+// cluster's own istiod, as istiod's chart names them.
+var (
+	localInjection  = target(switching.LocalInjection(localmesh.Namespace, nil))
+	localValidation = "https://istiod." + localmesh.Namespace + ".svc:443/validate"
+)
 
 // istiodAvailable reads whether a Deployment has all replicas of its spec available.
 func istiodAvailable(d *appsv1.Deployment) bool {

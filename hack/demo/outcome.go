@@ -160,21 +160,23 @@ func checkClusterStatus(mc *v1beta1.ASMMeshConfig, id string) error {
 // own istiod when it is wanted, untouched otherwise.
 func checkDataPlane(v *dataPlaneView, wanted bool, id string) error {
 	if wanted {
-		return checkSwitched(v)
+		return checkSwitched(v, id)
 	}
 	return checkUntouched(v, id)
 }
 
-func checkSwitched(v *dataPlaneView) error {
+func checkSwitched(v *dataPlaneView, id string) error {
 	if v.istiod == nil || !istiodAvailable(v.istiod) {
 		return errors.New("no available istiod of the operator's")
 	}
-	for _, wc := range v.injectors {
-		for _, t := range wc.targets {
-			if t != localIstiod {
-				return fmt.Errorf("injector %s calls %s, not the local istiod", wc.name, t)
-			}
-		}
+	if v.lead != id {
+		return fmt.Errorf("led by %q, not by its own istiod", v.lead)
+	}
+	if err := allCall(v.injectors, localInjection); err != nil {
+		return err
+	}
+	if err := allCall(v.validators, localValidation); err != nil {
+		return err
 	}
 	for _, gw := range localmesh.Gateways {
 		if v.restarts[gw] == "" {
@@ -191,16 +193,33 @@ func checkUntouched(v *dataPlaneView, id string) error {
 	if v.owned > 0 {
 		return fmt.Errorf("holds %d objects of the operator", v.owned)
 	}
-	for _, wc := range v.injectors {
-		for _, t := range wc.targets {
-			if t != localmesh.MeshIstiodURL(id) {
-				return fmt.Errorf("injector %s calls %s, not the mesh control plane", wc.name, t)
-			}
-		}
+	if v.lead != localmesh.MeshClusterID {
+		return fmt.Errorf("led by %q, not by the mesh control plane", v.lead)
+	}
+	if err := allCall(v.injectors, localmesh.MeshIstiodURL(id)); err != nil {
+		return err
+	}
+	if err := allCall(v.validators, localmesh.MeshValidationURL); err != nil {
+		return err
 	}
 	for name, restart := range v.restarts {
 		if restart != "" {
 			return fmt.Errorf("%s was restarted", name)
+		}
+	}
+	return nil
+}
+
+// allCall says which webhook configuration has a webhook that calls another target.
+func allCall(configs []webhookConfig, want string) error {
+	if len(configs) == 0 {
+		return fmt.Errorf("no webhook calls %s", want)
+	}
+	for _, wc := range configs {
+		for _, t := range wc.targets {
+			if t != want {
+				return fmt.Errorf("webhook configuration %s calls %s, not %s", wc.name, t, want)
+			}
 		}
 	}
 	return nil

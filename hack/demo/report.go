@@ -68,6 +68,7 @@ func describe(id string, v *dataPlaneView) [][]string {
 		rows = append(rows, []string{"  istiod", fmt.Sprintf("Deployment %s/%s, %d/%d available, image %s", v.istiod.Namespace, v.istiod.Name,
 			v.istiod.Status.AvailableReplicas, *v.istiod.Spec.Replicas, v.istiod.Spec.Template.Spec.Containers[0].Image)})
 	}
+	rows = append(rows, []string{"  led by", "istiod of " + v.lead + " (namespace annotation topology.istio.io/controlPlaneClusters)"})
 	for _, wc := range v.injectors {
 		rows = append(rows, []string{"  injector " + wc.name, webhookTargets(id, wc.targets)})
 	}
@@ -98,9 +99,9 @@ func webhookTargets(id string, targets []string) string {
 	for _, t := range slices.Sorted(maps.Keys(count)) {
 		whose := ""
 		switch t {
-		case localmesh.MeshIstiodURL(id):
+		case localmesh.MeshIstiodURL(id), localmesh.MeshValidationURL:
 			whose = " (the mesh control plane)"
-		case localIstiod:
+		case localInjection, localValidation:
 			whose = " (the cluster's own istiod)"
 		}
 		noun := "webhooks"

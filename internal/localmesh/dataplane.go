@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
 // MeshIstiodURL is where the mesh control plane serves sidecar injection for a
@@ -21,6 +22,9 @@ import (
 func MeshIstiodURL(clusterID string) string {
 	return "https://istiod.mesh.example:15017/inject/cluster/" + clusterID + "/net/network-1"
 }
+
+// MeshValidationURL is where the remote profile sends validation (base.validationURL).
+const MeshValidationURL = "https://istiod.mesh.example:15017/validate"
 
 // Gateways are the Istio gateway Deployments of every data-plane cluster, as
 // "namespace/name".
@@ -30,21 +34,20 @@ var Gateways = []string{Namespace + "/istio-eastwestgateway", Namespace + "/isti
 const AppDeployment = "default/httpbin"
 
 // installManagedDataPlane puts into a data-plane cluster what Istio's remote profile
-// installs there under a managed control plane: the control plane namespace, the
-// sidecar injector that calls the mesh's istiod, the mesh's root certificate as its
-// istiod publishes it, and the ingress and east-west gateways. An ordinary workload
-// stands beside them.
+// installs there under a managed control plane: the control plane namespace, led by
+// the mesh's istiod; the sidecar injector and the validator, which call the mesh's
+// istiod; the mesh's root certificate as that istiod publishes it; the ingress and
+// east-west gateways. An ordinary workload stands beside them.
 func (c *Cluster) installManagedDataPlane(ctx context.Context, scheme *runtime.Scheme, meshRoot []byte) error {
-	if err := c.createNamespace(ctx, Namespace); err != nil {
-		return err
-	}
 	injector, err := managedInjector(c.ID, meshRoot, scheme)
 	if err != nil {
 		return err
 	}
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
+		Annotations: map[string]string{switching.LeadAnnotation: MeshClusterID}}}
 	rootCert := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: Namespace},
 		Data: map[string]string{"root-cert.pem": string(meshRoot)}}
-	objs := []client.Object{injector, rootCert,
+	objs := []client.Object{namespace, injector, managedValidator(meshRoot), rootCert,
 		gateway("istio-ingressgateway", "ingressgateway"),
 		gateway("istio-eastwestgateway", "eastwestgateway"),
 		deployment("default", "httpbin", map[string]string{"app": "httpbin"}, "docker.io/mccutchen/go-httpbin:v2.15.0"),
@@ -72,6 +75,26 @@ func managedInjector(clusterID string, meshRoot []byte, scheme *runtime.Scheme) 
 		mwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: ptr.To(MeshIstiodURL(clusterID)), CABundle: meshRoot}
 	}
 	return mwc, nil
+}
+
+// managedValidator is the remote profile's validator of Istio configuration.
+func managedValidator(meshRoot []byte) *admissionv1.ValidatingWebhookConfiguration {
+	return &admissionv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-istio-system", Labels: map[string]string{"app": "istiod", "istio.io/rev": "default"}},
+		Webhooks: []admissionv1.ValidatingWebhook{{
+			Name:         "rev.validation.istio.io",
+			ClientConfig: admissionv1.WebhookClientConfig{URL: ptr.To(MeshValidationURL), CABundle: meshRoot},
+			Rules: []admissionv1.RuleWithOperations{{
+				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+				Rule: admissionv1.Rule{APIGroups: []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"},
+					APIVersions: []string{"*"}, Resources: []string{"*"}},
+			}},
+			// Istio's chart starts with Ignore; istiod tightens it once it serves.
+			FailurePolicy:           ptr.To(admissionv1.Ignore),
+			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
 }
 
 func gateway(name, istioLabel string) *appsv1.Deployment {
