@@ -102,7 +102,7 @@ func (op *operator) waitReady(ctx context.Context, url string) error {
 		select {
 		case err := <-op.exited:
 			op.exited <- err // for stop
-			return fmt.Errorf("the manager exited (%v); see %s", err, op.logPath)
+			return fmt.Errorf("the manager exited (%w); see %s", err, op.logPath)
 		case <-deadline:
 			return fmt.Errorf("the manager is not ready after a minute; see %s", op.logPath)
 		case <-ctx.Done():
