@@ -102,9 +102,9 @@ func (op *operator) waitReady(ctx context.Context, url string) error {
 		select {
 		case err := <-op.exited:
 			op.exited <- err // for stop
-			return fmt.Errorf("the manager exited (%w); see %s", err, op.logPath)
+			return fmt.Errorf("the manager exited (%w); the end of its log:\n%s", err, op.logTail(20))
 		case <-deadline:
-			return fmt.Errorf("the manager is not ready after a minute; see %s", op.logPath)
+			return fmt.Errorf("the manager is not ready after a minute; the end of its log:\n%s", op.logTail(20))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
