@@ -128,8 +128,10 @@ func (m *Mesh) prepare(ctx context.Context, scheme *runtime.Scheme, progress fun
 }
 
 // register adds a data-plane cluster to the mesh as istioctl create-remote-secret does.
+// Its user administers the cluster: the operator needs more than Istio's reader role
+// there (docs/remote-permissions.md).
 func (m *Mesh) register(ctx context.Context, dp *Cluster) error {
-	kubeconfig, err := dp.Kubeconfig("istio-reader-"+dp.ID, "system:masters")
+	kubeconfig, err := dp.Kubeconfig("remote-secret-"+dp.ID, "system:masters")
 	if err != nil {
 		return err
 	}
