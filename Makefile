@@ -10,6 +10,8 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # envtest's kube-apiserver and etcd, built once from their Go modules and cached outside the clone.
 ENVTEST_ASSETS = $$(hack/envtest-assets.sh)
 TEST_TIMEOUT ?= 30m
+# The Helm chart carries copies of the generated CRD and RBAC rules (`make manifests` refreshes them).
+CHART = config/charts/remote-istiod-operator
 
 .PHONY: all
 all: build
@@ -23,6 +25,8 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: ## Generate the CRD and RBAC manifests from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=remote-istiod-operator crd paths="./api/..." paths="./internal/..." paths="./cmd/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
 
 .PHONY: generate
 generate: ## Generate deepcopy code.
