@@ -1,0 +1,74 @@
+package install
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestKustomizeDeploysWhatTheChartDoes compares config/default with the chart's defaults
+// installed as release remote-istiod-operator in remote-istiod-operator-system: the same
+// objects under the same names, the same RBAC and the same manager pod but for its image.
+func TestKustomizeDeploysWhatTheChartDoes(t *testing.T) {
+	kustomized := kustomizeBuild(t)
+	charted := helmTemplate(t, nil)
+	charted = append(charted, readObjects(t, chartDir+"/crds/istio.alibabacloud.com_asmmeshconfigs.yaml")...)
+
+	var withoutNamespace []*unstructured.Unstructured
+	for _, o := range kustomized {
+		// The chart's namespace is the release's, made by `helm install --create-namespace`.
+		if o.GetKind() != "Namespace" {
+			withoutNamespace = append(withoutNamespace, o)
+		}
+	}
+	if diff := cmp.Diff(keysOf(charted), keysOf(withoutNamespace)); diff != "" {
+		t.Fatalf("objects differ (-chart +kustomize):\n%s", diff)
+	}
+
+	kDeploy := as[appsv1.Deployment](t, find(t, kustomized, "Deployment"))
+	hDeploy := as[appsv1.Deployment](t, find(t, charted, "Deployment"))
+	expectHardened(t, kDeploy.Spec.Template.Spec)
+	expectProbes(t, kDeploy.Spec.Template.Spec.Containers[0])
+	expectMetricsServiceSelects(t, find(t, kustomized, "Service"), kDeploy)
+	if *kDeploy.Spec.Replicas != *hDeploy.Spec.Replicas {
+		t.Errorf("replicas: kustomize %d, chart %d", *kDeploy.Spec.Replicas, *hDeploy.Spec.Replicas)
+	}
+	kPod, hPod := kDeploy.Spec.Template.Spec, hDeploy.Spec.Template.Spec
+	if kPod.Containers[0].Image == "" || hPod.Containers[0].Image == "" {
+		t.Fatal("a manager without an image")
+	}
+	kPod.Containers[0].Image, hPod.Containers[0].Image = "", "" // tagged differently on purpose
+	if diff := cmp.Diff(hPod, kPod); diff != "" {
+		t.Errorf("manager pods differ (-chart +kustomize):\n%s", diff)
+	}
+
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		if diff := cmp.Diff(as[rbacv1.ClusterRole](t, find(t, charted, kind)).Rules,
+			as[rbacv1.ClusterRole](t, find(t, kustomized, kind)).Rules); diff != "" {
+			t.Errorf("%s rules differ (-chart +kustomize):\n%s", kind, diff)
+		}
+	}
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		h, k := as[rbacv1.RoleBinding](t, find(t, charted, kind)), as[rbacv1.RoleBinding](t, find(t, kustomized, kind))
+		if diff := cmp.Diff([]any{h.RoleRef, h.Subjects}, []any{k.RoleRef, k.Subjects}); diff != "" {
+			t.Errorf("%s differs (-chart +kustomize):\n%s", kind, diff)
+		}
+	}
+	if diff := cmp.Diff(as[corev1.Service](t, find(t, charted, "Service")).Spec.Ports,
+		as[corev1.Service](t, find(t, kustomized, "Service")).Spec.Ports); diff != "" {
+		t.Errorf("metrics Service ports differ (-chart +kustomize):\n%s", diff)
+	}
+}
+
+// keysOf names each object by kind, namespace and name.
+func keysOf(objs []*unstructured.Unstructured) map[string]bool {
+	keys := map[string]bool{}
+	for _, o := range objs {
+		keys[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
+	}
+	return keys
+}
