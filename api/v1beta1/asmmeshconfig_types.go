@@ -203,14 +203,18 @@ type ExternalIstiodConfiguration struct {
 
 // TrafficRetention says which hosts' traffic stays inside the data-plane cluster.
 type TrafficRetention struct {
+	// Hosts are checked by a pattern, not a CEL rule with a friendlier message: a rule
+	// over every host of every entry exceeds the API server's cost budget.
+
 	// hosts whose traffic stays in the cluster, as Istio service hostnames: fully
 	// qualified (reviews.default.svc.cluster.local) or with a leading wildcard
-	// (*.bookinfo.svc.cluster.local). Empty or unset: every host. At most 64, each at
-	// most 253 characters, no duplicates.
+	// (*.bookinfo.svc.cluster.local), lower case. Empty or unset: every host. At most
+	// 64, each at most 253 characters, no duplicates.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Hosts []string `json:"hosts,omitempty"`
 }
 
