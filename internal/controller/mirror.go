@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
@@ -67,14 +68,19 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 		sources = append(sources, list.Items...)
 	}
 	copies, skipped := mirror.Copies(sources, namespaces, own.Labels)
-	// Copies are read straight from the API server: the CRDs may be minutes old, and a
-	// cache would first have to discover them.
-	applied, err := r.Applier.Apply(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, copies)
+	// The copies are read straight from the API server (the CRDs may be minutes old, and
+	// a cache would first have to discover them), in one List per kind rather than one
+	// read per copy: a pass crosses the link to a far cluster once per kind.
+	live, err := apply.TakeSnapshot(ctx, w.remote.GetAPIReader(), mirror.Kinds())
+	if err != nil {
+		return r.mirrorFailed(w, err)
+	}
+	applied, err := r.Applier.Apply(ctx, w.id, live, w.remote.GetClient(), own, copies)
 	metrics.CountMirrorWrites(w.id, applied.Created, applied.Applied-applied.Created, 0)
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	pruned, err := r.Applier.Prune(ctx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, mirror.Kinds(), copies)
+	pruned, err := r.Applier.Prune(ctx, w.id, live, w.remote.GetClient(), own, mirror.Kinds(), copies)
 	metrics.CountMirrorWrites(w.id, 0, 0, pruned.Deleted)
 	if err != nil {
 		return r.mirrorFailed(w, err)

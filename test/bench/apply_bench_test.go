@@ -56,15 +56,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// countingClient returns a client whose writes (anything but GET) are counted; reads go
-// to reader when it is set, else to the API server.
-func countingClient(b *testing.B, writes *atomic.Int64, reader cache.Cache) client.Client {
+// requests counts what a client asks the API server.
+type requests struct{ reads, writes atomic.Int64 }
+
+func (r *requests) reset() { r.reads.Store(0); r.writes.Store(0) }
+
+func (r *requests) report(b *testing.B) {
+	b.ReportMetric(float64(r.reads.Load())/float64(b.N), "reads/op")
+	b.ReportMetric(float64(r.writes.Load())/float64(b.N), "writes/op")
+}
+
+// countingClient returns a client whose requests to the API server are counted; reads
+// go to reader when it is set, else to the API server.
+func countingClient(b *testing.B, counts *requests, reader cache.Cache) client.Client {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = 1000, 1000
 	c.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if req.Method != http.MethodGet {
-				writes.Add(1)
+			if req.Method == http.MethodGet {
+				counts.reads.Add(1)
+			} else {
+				counts.writes.Add(1)
 			}
 			return rt.RoundTrip(req)
 		})
@@ -103,21 +115,21 @@ func renderedIstiod(b *testing.B) []client.Object {
 //   - resync=uncached: the same, reading from the API server instead of a cache;
 //   - resync=no-memory: without that memory, every object is dry-run and applied again.
 //
-// writes/op counts the API server writes.
+// reads/op and writes/op count requests to the API server.
 func BenchmarkResyncIstiod(b *testing.B) {
 	if cfg == nil {
 		b.Skip("KUBEBUILDER_ASSETS is not set; run make bench")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var writes atomic.Int64
-	direct := countingClient(b, &writes, nil)
+	var counts requests
+	direct := countingClient(b, &counts, nil)
 	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {
 		b.Fatal(err)
 	}
 	go func() { _ = informers.Start(ctx) }()
-	cached := countingClient(b, &writes, informers)
+	cached := countingClient(b, &counts, informers)
 
 	_ = direct.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}})
 	own := apply.Ownership{Labels: map[string]string{render.ManagedByLabel: render.ManagedByValue},
@@ -142,14 +154,14 @@ func BenchmarkResyncIstiod(b *testing.B) {
 		{"resync=no-memory", direct, apply.New},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			writes.Store(0)
+			counts.reset()
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := v.applier().Apply(ctx, "cluster-2", v.cl, v.cl, own, objs); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(writes.Load())/float64(b.N), "writes/op")
+			counts.report(b)
 		})
 	}
 }

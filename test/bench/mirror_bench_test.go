@@ -3,16 +3,19 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
+
+var virtualServiceGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"}
 
 // virtualServices are n VirtualServices of the mesh cluster, as the mirror reads them.
 func virtualServices(n int) []unstructured.Unstructured {
@@ -31,40 +34,66 @@ func virtualServices(n int) []unstructured.Unstructured {
 }
 
 // BenchmarkMirrorResync mirrors an unchanged set of Istio objects into a cluster that
-// already holds the copies, the operator's way (cache and memory): the cost of the
-// mirror on every resync, by number of objects. writes/op counts API server writes.
+// already holds the copies, with the applier's memory, by number of objects:
+//   - reads=snapshot: the operator's way, one List per kind from the API server;
+//   - reads=api: each copy read from the API server, one round trip per object across
+//     the link to a far cluster;
+//   - reads=cache: each copy read from an informer cache of the copies, which may lag.
+//
+// reads/op and writes/op count requests to the API server.
 func BenchmarkMirrorResync(b *testing.B) {
 	if cfg == nil {
 		b.Skip("KUBEBUILDER_ASSETS is not set; run make bench")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var writes atomic.Int64
+	var counts requests
 	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {
 		b.Fatal(err)
 	}
 	go func() { _ = informers.Start(ctx) }()
-	cl := countingClient(b, &writes, informers)
+	direct := countingClient(b, &counts, nil)
+	cached := countingClient(b, &counts, informers)
 	labels := map[string]string{render.ManagedByLabel: render.ManagedByValue}
 	own := apply.Ownership{Labels: labels, ManagedByKey: render.ManagedByLabel, ManagedByValue: render.ManagedByValue}
 
 	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
-			copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
-			applier := apply.New()
-			if _, err := applier.Apply(ctx, "cluster-2", cl, cl, own, copies); err != nil {
+		copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
+		applier := apply.New()
+		if _, err := applier.Apply(ctx, "cluster-2", direct, direct, own, copies); err != nil {
+			b.Fatal(err)
+		}
+		// The cache starts its informer on first use; that is not a resync's cost.
+		if _, err := applier.Apply(ctx, "cluster-2", cached, cached, own, copies); err != nil {
+			b.Fatal(err)
+		}
+		snapshot := func() client.Reader {
+			s, err := apply.TakeSnapshot(ctx, direct, []schema.GroupVersionKind{virtualServiceGVK})
+			if err != nil {
 				b.Fatal(err)
 			}
-			writes.Store(0)
-			b.ReportAllocs()
-			for b.Loop() {
-				copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
-				if _, err := applier.Apply(ctx, "cluster-2", cl, cl, own, copies); err != nil {
-					b.Fatal(err)
+			return s
+		}
+		for _, reads := range []struct {
+			name   string
+			reader func() client.Reader
+		}{
+			{"snapshot", snapshot},
+			{"api", func() client.Reader { return direct }},
+			{"cache", func() client.Reader { return cached }},
+		} {
+			b.Run(fmt.Sprintf("objects=%d/reads=%s", n, reads.name), func(b *testing.B) {
+				counts.reset()
+				b.ReportAllocs()
+				for b.Loop() {
+					copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
+					if _, err := applier.Apply(ctx, "cluster-2", reads.reader(), direct, own, copies); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(writes.Load())/float64(b.N), "writes/op")
-		})
+				counts.report(b)
+			})
+		}
 	}
 }

@@ -1,0 +1,97 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Snapshot is the metadata of every object of some kinds, read with one List per kind.
+// As the reader of Apply and Prune it makes a pass over many objects cost a round trip
+// per kind instead of one per object, which matters for a cluster far away; it is as
+// fresh as the moment it was taken, unlike a cache that may lag. Kinds it did not list
+// are read from the reader it was taken from.
+type Snapshot struct {
+	from  client.Reader
+	kinds map[schema.GroupVersionKind]map[types.NamespacedName]*metav1.PartialObjectMetadata
+}
+
+// TakeSnapshot lists every object of kinds, in all namespaces. A kind the cluster does
+// not serve is left out.
+func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.GroupVersionKind) (*Snapshot, error) {
+	s := &Snapshot{from: reader, kinds: map[schema.GroupVersionKind]map[types.NamespacedName]*metav1.PartialObjectMetadata{}}
+	for _, gvk := range kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := reader.List(ctx, list); err != nil {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+				continue
+			}
+			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		objs := make(map[types.NamespacedName]*metav1.PartialObjectMetadata, len(list.Items))
+		for i := range list.Items {
+			item := &list.Items[i]
+			item.SetGroupVersionKind(gvk)
+			objs[types.NamespacedName{Namespace: item.Namespace, Name: item.Name}] = item
+		}
+		s.kinds[gvk] = objs
+	}
+	return s, nil
+}
+
+// Get reads an object's metadata from the snapshot; obj must be a
+// *metav1.PartialObjectMetadata of a listed kind, anything else is read from the
+// underlying reader.
+func (s *Snapshot) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return s.from.Get(ctx, key, obj, opts...)
+	}
+	gvk := m.GroupVersionKind()
+	objs, listed := s.kinds[gvk]
+	if !listed {
+		return s.from.Get(ctx, key, obj, opts...)
+	}
+	found, ok := objs[key]
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Group: gvk.Group, Resource: gvk.Kind}, key.Name)
+	}
+	found.DeepCopyInto(m)
+	return nil
+}
+
+// List returns the snapshot's objects of a listed kind that match the namespace and
+// label selector of opts; list must be a *metav1.PartialObjectMetadataList.
+func (s *Snapshot) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ml, ok := list.(*metav1.PartialObjectMetadataList)
+	if !ok {
+		return s.from.List(ctx, list, opts...)
+	}
+	listGVK := ml.GroupVersionKind()
+	gvk := listGVK.GroupVersion().WithKind(strings.TrimSuffix(listGVK.Kind, "List"))
+	objs, listed := s.kinds[gvk]
+	if !listed {
+		return s.from.List(ctx, list, opts...)
+	}
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	sel := lo.LabelSelector
+	if sel == nil {
+		sel = labels.Everything()
+	}
+	ml.Items = ml.Items[:0]
+	for _, o := range objs {
+		if (lo.Namespace == "" || o.Namespace == lo.Namespace) && sel.Matches(labels.Set(o.Labels)) {
+			ml.Items = append(ml.Items, *o.DeepCopy())
+		}
+	}
+	return nil
+}

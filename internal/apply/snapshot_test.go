@@ -1,0 +1,81 @@
+package apply
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+)
+
+var configMapGVK = corev1.SchemeGroupVersion.WithKind("ConfigMap")
+
+func configMap(ns, name string, labels map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}}
+}
+
+func TestSnapshotReadsEachKindOnce(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	ours := map[string]string{"owner": "us"}
+	var lists, gets atomic.Int32
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+		configMap("a", "copy-1", ours), configMap("b", "copy-2", ours), configMap("a", "foreign", nil),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "s"}},
+	).WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, l client.ObjectList, o ...client.ListOption) error {
+			lists.Add(1)
+			return c.List(ctx, l, o...)
+		},
+		Get: func(ctx context.Context, c client.WithWatch, k client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+			gets.Add(1)
+			return c.Get(ctx, k, obj, o...)
+		},
+	}).Build()
+	ctx := context.Background()
+	snap, err := TakeSnapshot(ctx, c, []schema.GroupVersionKind{configMapGVK})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	get := func(ns, name string) (*metav1.PartialObjectMetadata, error) {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(configMapGVK)
+		return m, snap.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m)
+	}
+	if m, err := get("a", "copy-1"); err != nil || m.Labels["owner"] != "us" {
+		t.Errorf("copy-1: %v %v", m.Labels, err)
+	}
+	// A foreign object of the same kind is there too, so Apply still refuses to take
+	// it over.
+	if m, err := get("a", "foreign"); err != nil || m.Name != "foreign" {
+		t.Errorf("foreign: %v", err)
+	}
+	if _, err := get("b", "copy-1"); !apierrors.IsNotFound(err) {
+		t.Errorf("an object not in the snapshot: %v, want NotFound", err)
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
+	if err := snap.List(ctx, list, client.MatchingLabels(ours), client.InNamespace("a")); err != nil || len(list.Items) != 1 || list.Items[0].Name != "copy-1" {
+		t.Errorf("List by labels and namespace: %v %v", list.Items, err)
+	}
+	if lists.Load() != 1 || gets.Load() != 0 {
+		t.Errorf("the API was asked %d lists and %d gets, want 1 and 0", lists.Load(), gets.Load())
+	}
+
+	// A kind the snapshot did not list is read from the API.
+	s := &metav1.PartialObjectMetadata{}
+	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := snap.Get(ctx, client.ObjectKey{Namespace: "a", Name: "s"}, s); err != nil || gets.Load() != 1 {
+		t.Errorf("unlisted kind: %v, gets %d", err, gets.Load())
+	}
+}
