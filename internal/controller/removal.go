@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
@@ -56,7 +57,7 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	}
 	var left apply.PruneResult
 	if err == nil {
-		left, err = r.Applier.Prune(cleanCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, allOwnedKinds(), nil)
+		left, err = r.Applier.Prune(cleanCtx, w.id, secretsIn(r.Settings.Namespace, w.remote.GetAPIReader()), w.remote.GetClient(), own, allOwnedKinds(), nil)
 	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
@@ -79,4 +80,22 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	log.Info("removed istiod from cluster")
 	r.event(w, corev1.EventTypeNormal, ReasonRemoving, "removed istiod and everything the operator created from cluster %s", w.id)
 	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+}
+
+// secretsIn lists Secrets only in namespace, where the operator keeps its own (and may
+// read them: docs/remote-permissions.md); other reads pass through.
+func secretsIn(namespace string, reader client.Reader) client.Reader {
+	return namespacedSecrets{Reader: reader, namespace: namespace}
+}
+
+type namespacedSecrets struct {
+	client.Reader
+	namespace string
+}
+
+func (n namespacedSecrets) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if gvk := list.GetObjectKind().GroupVersionKind(); gvk.Group == "" && gvk.Kind == "SecretList" {
+		opts = append(opts, client.InNamespace(n.namespace))
+	}
+	return n.Reader.List(ctx, list, opts...)
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	corev1 "k8s.io/api/core/v1"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -32,12 +33,17 @@ import (
 
 // RemoteClusterOptions make every remote cluster's cache hold only the objects the
 // operator owns there.
-func RemoteClusterOptions(scheme *runtime.Scheme) []cluster.Option {
+func RemoteClusterOptions(scheme *runtime.Scheme, namespace string) []cluster.Option {
 	return []cluster.Option{func(o *cluster.Options) {
 		o.Scheme = scheme
 		o.Cache = cache.Options{
 			Scheme:               scheme,
 			DefaultLabelSelector: labels.SelectorFromSet(labels.Set{render.ManagedByLabel: render.ManagedByValue}),
+			// The operator's Secrets (cacerts, distributed remote secrets) live in the
+			// control plane namespace; its identity may read Secrets only there.
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+			},
 		}
 		o.Client = client.Options{Cache: &client.CacheOptions{Unstructured: false}}
 	}}

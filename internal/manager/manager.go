@@ -64,7 +64,7 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 	}
 	provider := remotecluster.New(remotecluster.Options{
 		Namespace:            opts.Settings.Namespace,
-		ClusterOptions:       controller.RemoteClusterOptions(opts.Scheme),
+		ClusterOptions:       controller.RemoteClusterOptions(opts.Scheme, opts.Settings.Namespace),
 		AllowExecCredentials: opts.AllowExecCredentials,
 	})
 	// Istio configuration is read as unstructured objects; serve those from the cache

@@ -513,7 +513,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 	})
 
 	It("keeps working when a remote secret's kubeconfig is rotated", func() {
-		writeRemoteSecret("istio-remote-secret-cluster-2", map[string][]byte{"cluster-2": remotes["cluster-2"].kubeconfig("operator-rotated")})
+		writeRemoteSecret("istio-remote-secret-cluster-2", map[string][]byte{"cluster-2": remotes["cluster-2"].kubeconfig("operator-rotated", remoteOperatorGroup)})
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-2"] = entry(4) })
 		Eventually(func() int32 { return *remotes["cluster-2"].deployment().Spec.Replicas }).Should(BeEquivalentTo(4))
 		remotes["cluster-2"].markAvailable()

@@ -93,8 +93,9 @@ var _ = BeforeSuite(func() {
 			Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
 		remotes[id] = rc
 		rc.installManagedDataPlane()
+		rc.grantRemoteRBAC()
 		rc.initial = rc.inventory()
-		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator")})
+		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator", remoteOperatorGroup)})
 	}
 	operatorConfig = restrictedOperatorConfig()
 	startManager()
@@ -169,28 +170,55 @@ func startManager() {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// remoteOperatorGroup holds the identity of the kubeconfigs in the remote secrets; it is
+// bound to config/remote's roles, so the operator has no more rights in a data-plane
+// cluster than docs/remote-permissions.md lists.
+const remoteOperatorGroup = "remote-istiod-operator"
+
+// grantRemoteRBAC installs config/remote's roles in a data-plane cluster and binds them
+// to remoteOperatorGroup.
+func (rc *remoteCluster) grantRemoteRBAC() {
+	subjects := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: remoteOperatorGroup}}
+	for _, u := range yamlDocs(filepath.Join("..", "..", "config", "remote", "role.yaml")) {
+		Expect(rc.client.Create(ctx(), u)).To(Succeed())
+		bind(rc.client, u, subjects)
+	}
+}
+
+func yamlDocs(path string) []*unstructured.Unstructured {
+	raw, err := os.ReadFile(path)
+	Expect(err).NotTo(HaveOccurred())
+	var out []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		u := &unstructured.Unstructured{}
+		Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// bind binds a ClusterRole or Role to subjects, under the role's name.
+func bind(c client.Client, role *unstructured.Unstructured, subjects []rbacv1.Subject) {
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
+	meta := metav1.ObjectMeta{Name: role.GetName(), Namespace: role.GetNamespace()}
+	if role.GetKind() == "ClusterRole" {
+		Expect(c.Create(ctx(), &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
+	} else {
+		Expect(c.Create(ctx(), &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
+	}
+}
+
 // restrictedOperatorConfig installs config/rbac's generated roles in the mesh cluster,
 // binds them to a user of their own and returns that user's config: the manager then
 // runs with no more rights than the installed operator.
 func restrictedOperatorConfig() *rest.Config {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
-	Expect(err).NotTo(HaveOccurred())
 	const user = "remote-istiod-operator"
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		if strings.TrimSpace(strings.Trim(doc, "-")) == "" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+	for _, u := range yamlDocs(filepath.Join("..", "..", "config", "rbac", "role.yaml")) {
 		Expect(mesh.Create(ctx(), u)).To(Succeed())
-		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: u.GetKind(), Name: u.GetName()}
-		meta := metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace()}
-		if u.GetKind() == "ClusterRole" {
-			Expect(mesh.Create(ctx(), &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
-		} else {
-			Expect(mesh.Create(ctx(), &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
-		}
+		bind(mesh, u, subjects)
 	}
 	u, err := meshEnv.AddUser(envtest.User{Name: user}, nil)
 	Expect(err).NotTo(HaveOccurred())

@@ -69,15 +69,20 @@ func helmTemplate(t *testing.T, values map[string]any) []*unstructured.Unstructu
 
 // kustomizeBuild builds config/default as `kustomize build` does.
 func kustomizeBuild(t *testing.T) []*unstructured.Unstructured {
+	return kustomizeBuildDir(t, "default")
+}
+
+// kustomizeBuildDir builds config/<dir> as `kustomize build` does.
+func kustomizeBuildDir(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).
-		Run(filesys.MakeFsOnDisk(), "../../config/default")
+		Run(filesys.MakeFsOnDisk(), "../../config/"+dir)
 	if err != nil {
-		t.Fatalf("kustomize build config/default: %v", err)
+		t.Fatalf("kustomize build config/%s: %v", dir, err)
 	}
 	out, err := resources.AsYaml()
 	if err != nil {
-		t.Fatalf("kustomize build config/default: %v", err)
+		t.Fatalf("kustomize build config/%s: %v", dir, err)
 	}
 	return decodeObjects(t, out)
 }

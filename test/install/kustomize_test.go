@@ -72,3 +72,36 @@ func keysOf(objs []*unstructured.Unstructured) map[string]bool {
 	}
 	return keys
 }
+
+// config/remote, applied in a data-plane cluster, binds its roles to the ServiceAccount
+// that `istioctl create-remote-secret --service-account remote-istiod-operator` uses;
+// the envtest suite proves the roles are enough.
+func TestRemoteRBACBindsItsServiceAccount(t *testing.T) {
+	objs := kustomizeBuildDir(t, "remote")
+	sa := find(t, objs, "ServiceAccount")
+	if sa.GetName() != "remote-istiod-operator" || sa.GetNamespace() != "istio-system" {
+		t.Fatalf("ServiceAccount %s/%s", sa.GetNamespace(), sa.GetName())
+	}
+	roles := map[string]bool{}
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" || o.GetKind() == "Role" {
+			roles[o.GetKind()+"/"+o.GetName()] = true
+		}
+	}
+	bound := map[string]bool{}
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		b := as[rbacv1.RoleBinding](t, find(t, objs, kind)) // same shape for both kinds
+		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != sa.GetName() || b.Subjects[0].Namespace != sa.GetNamespace() {
+			t.Errorf("%s %s binds %v, want the ServiceAccount", kind, b.Name, b.Subjects)
+		}
+		bound[b.RoleRef.Kind+"/"+b.RoleRef.Name] = true
+	}
+	if len(roles) != 2 || len(bound) != 2 {
+		t.Errorf("roles %v, bound %v: want a ClusterRole and a Role, each bound", roles, bound)
+	}
+	for r := range roles {
+		if !bound[r] {
+			t.Errorf("%s is not bound", r)
+		}
+	}
+}
