@@ -256,3 +256,21 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// keyDifference names the keys only one of the two inventories has, "+" for after and
+// "-" for before.
+func keyDifference(after, before map[string]string) []string {
+	var out []string
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			out = append(out, "+"+k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			out = append(out, "-"+k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -94,6 +94,14 @@ var _ = BeforeSuite(func() {
 		remotes[id] = rc
 		rc.installManagedDataPlane()
 		rc.grantRemoteRBAC()
+		// The API server creates the default/kubernetes Service and Endpoints on its own
+		// a moment after it starts; the inventory of "before" must have them.
+		Eventually(func() error {
+			if err := rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Service{}); err != nil {
+				return err
+			}
+			return rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Endpoints{}) //nolint:staticcheck // what the API server writes
+		}).Should(Succeed())
 		rc.initial = rc.inventory()
 		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator", remoteOperatorGroup)})
 	}
