@@ -66,6 +66,18 @@ func (r *requests) report(b *testing.B) {
 	b.ReportMetric(float64(r.writes.Load())/float64(b.N), "writes/op")
 }
 
+// benchClients returns two counting clients of the API server: direct reads from it,
+// cached from an informer cache that lives as long as ctx.
+func benchClients(ctx context.Context, b *testing.B) (counts *requests, direct, cached client.Client) {
+	counts = &requests{}
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	return counts, countingClient(b, counts, nil), countingClient(b, counts, informers)
+}
+
 // countingClient returns a client whose requests to the API server are counted; reads
 // go to reader when it is set, else to the API server.
 func countingClient(b *testing.B, counts *requests, reader cache.Cache) client.Client {
@@ -122,14 +134,7 @@ func BenchmarkResyncIstiod(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var counts requests
-	direct := countingClient(b, &counts, nil)
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = informers.Start(ctx) }()
-	cached := countingClient(b, &counts, informers)
+	counts, direct, cached := benchClients(ctx, b)
 
 	_ = direct.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}})
 	own := apply.Ownership{Labels: map[string]string{render.ManagedByLabel: render.ManagedByValue},

@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
@@ -47,14 +46,7 @@ func BenchmarkMirrorResync(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var counts requests
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = informers.Start(ctx) }()
-	direct := countingClient(b, &counts, nil)
-	cached := countingClient(b, &counts, informers)
+	counts, direct, cached := benchClients(ctx, b)
 	labels := map[string]string{render.ManagedByLabel: render.ManagedByValue}
 	own := apply.Ownership{Labels: labels, ManagedByKey: render.ManagedByLabel, ManagedByValue: render.ManagedByValue}
 
