@@ -30,7 +30,7 @@ func TestReaderCannotWrite(t *testing.T) {
 }
 
 func TestKubeconfigCarriesOnlyTheToken(t *testing.T) {
-	server := &rest.Config{Host: "https://10.0.0.1:6443", TLSClientConfig: rest.TLSClientConfig{
+	server := &rest.Config{Host: "https://127.0.0.1:6443", TLSClientConfig: rest.TLSClientConfig{
 		CAData: []byte("ca"), CertData: []byte("operator-cert"), KeyData: []byte("operator-key")}, BearerToken: "operator-token"}
 	raw, err := Kubeconfig("cluster-1", server, "reader-token")
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 )
@@ -73,10 +74,10 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	if err := manager.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	m := &Mesh{Mesh: &Cluster{ID: MeshClusterID, env: &envtest.Environment{
-		BinaryAssetsDirectory: opts.AssetsDir, CRDDirectoryPaths: opts.MeshCRDDirs, ErrorIfCRDPathMissing: true}}}
+	m := &Mesh{Mesh: &Cluster{ID: MeshClusterID, env: localapi.New(&envtest.Environment{
+		BinaryAssetsDirectory: opts.AssetsDir, CRDDirectoryPaths: opts.MeshCRDDirs, ErrorIfCRDPathMissing: true})}}
 	for _, id := range opts.DataPlanes {
-		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: id, env: &envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir}})
+		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: id, env: localapi.New(&envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir})})
 	}
 	if err := m.startAll(scheme, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())

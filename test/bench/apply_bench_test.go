@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -44,8 +45,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	// Istio's CRDs, for the mirror's copies.
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "internal", "mirror", "crds")},
-		ErrorIfCRDPathMissing: true}
+	env := localapi.New(&envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "internal", "mirror", "crds")},
+		ErrorIfCRDPathMissing: true})
 	var err error
 	if cfg, err = env.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -68,11 +69,11 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(2 * time.Minute)
 	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
 
-	meshEnv = &envtest.Environment{
+	meshEnv = localapi.New(&envtest.Environment{
 		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases"),
 			filepath.Join("..", "..", "internal", "mirror", "crds")}, // the mesh cluster has Istio
 		ErrorIfCRDPathMissing: true,
-	}
+	})
 	cfg, err := meshEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	mesh, err = client.New(cfg, client.Options{Scheme: scheme})
@@ -83,7 +84,7 @@ var _ = BeforeSuite(func() {
 	Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
 
 	for _, id := range []string{"cluster-1", "cluster-2"} {
-		rc := &remoteCluster{id: id, env: &envtest.Environment{}}
+		rc := &remoteCluster{id: id, env: localapi.New(&envtest.Environment{})}
 		rcfg, err := rc.env.Start()
 		Expect(err).NotTo(HaveOccurred())
 		rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})

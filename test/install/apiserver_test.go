@@ -22,6 +22,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 )
 
 const crdName = "asmmeshconfigs.istio.alibabacloud.com"
@@ -35,7 +37,7 @@ func TestInstallsOnAPIServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env := &envtest.Environment{}
+	env := localapi.New(&envtest.Environment{})
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting the API server: %v", err)
