@@ -69,6 +69,10 @@ $(GOLANGCI_LINT):
 envtest-assets: ## Build (once) envtest's kube-apiserver and etcd; prints their directory.
 	@hack/envtest-assets.sh
 
+.PHONY: pilot-discovery
+pilot-discovery: ## Build (once) Istio's pilot-discovery from the istio.io/istio module for tests that run a real istiod; prints its path.
+	@hack/pilot-discovery.sh
+
 .PHONY: verify-generated
 verify-generated: generate manifests istio-crds api-docs ## Fail if generated files are stale.
 	git diff --exit-code -- api config internal/mirror/crds docs/api-reference.md
