@@ -54,6 +54,70 @@ func (o Ownership) owns(obj metav1.Object) bool {
 
 type applied struct{ hash, version string }
 
+// pending is an object Apply is about to write; create when reader did not have it.
+type pending struct {
+	key, hash string
+	obj       *unstructured.Unstructured
+	create    bool
+}
+
+// confirmAbsent reads live for the objects about to be created: one metadata-only
+// List per kind (in the one namespace they share, if they do). A foreign object of the
+// same name stops the apply before anything is written; one of the operator's that
+// the cache had not seen yet is simply applied again.
+func confirmAbsent(ctx context.Context, live client.Reader, own Ownership, todo []pending) error {
+	if live == nil {
+		return nil
+	}
+	byKind := map[schema.GroupVersionKind][]*unstructured.Unstructured{}
+	var kinds []schema.GroupVersionKind
+	for _, p := range todo {
+		if !p.create {
+			continue
+		}
+		gvk := p.obj.GroupVersionKind()
+		if _, seen := byKind[gvk]; !seen {
+			kinds = append(kinds, gvk)
+		}
+		byKind[gvk] = append(byKind[gvk], p.obj)
+	}
+	for _, gvk := range kinds {
+		objs := byKind[gvk]
+		var opts []client.ListOption
+		if ns := objs[0].GetNamespace(); ns != "" && sameNamespace(objs, ns) {
+			opts = append(opts, client.InNamespace(ns))
+		}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := live.List(ctx, list, opts...); err != nil {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+				continue // the kind is not served yet: nothing of it exists
+			}
+			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		existing := map[string]*metav1.PartialObjectMetadata{}
+		for i := range list.Items {
+			existing[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
+		}
+		for _, obj := range objs {
+			found, ok := existing[obj.GetNamespace()+"/"+obj.GetName()]
+			if ok && found.GetLabels()[own.ManagedByKey] != own.ManagedByValue {
+				return &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+			}
+		}
+	}
+	return nil
+}
+
+func sameNamespace(objs []*unstructured.Unstructured, ns string) bool {
+	for _, o := range objs {
+		if o.GetNamespace() != ns {
+			return false
+		}
+	}
+	return true
+}
+
 // liveVersion identifies the state of an object that an apply could change. For
 // objects with a generation it is the generation and metadata, so a status update (a
 // Deployment's replicas, a CRD's conditions) does not count as drift; for the others
@@ -91,17 +155,17 @@ func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) str
 }
 
 // Apply writes objs in order into a cluster. reader should be the cluster's cache;
-// writer talks to its API server. Every object that needs a write is first applied as
-// a server-side dry run: when the cluster refuses any of them (admission, validation,
-// an object the operator does not own), nothing is written, so a cluster is never left
-// with half an istiod.
-func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
+// writer talks to its API server. An object reader does not have is looked up in
+// live before it is created, because a cache that holds only the operator's objects
+// cannot see a foreign object of the same name: live is read with one metadata-only
+// List per kind of such objects, and a live object without the operator's label is
+// never taken over (NotOwnedError). live may be nil when reader already sees every
+// object (an API reader or a Snapshot). Every object that needs a write is first
+// applied as a server-side dry run: when the cluster refuses any of them (admission,
+// validation, an object the operator does not own), nothing is written, so a cluster
+// is never left with half an istiod.
+func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
 	var res Result
-	type pending struct {
-		key, hash string
-		obj       *unstructured.Unstructured
-		create    bool
-	}
 	var todo []pending
 	for _, obj := range objs {
 		gvk := obj.GetObjectKind().GroupVersionKind()
@@ -137,6 +201,9 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader client.Reade
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		unstructured.RemoveNestedField(u.Object, "status")
 		todo = append(todo, pending{key: key, hash: hash, obj: u, create: live == nil})
+	}
+	if err := confirmAbsent(ctx, live, own, todo); err != nil {
+		return res, err
 	}
 	for _, p := range todo {
 		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj.DeepCopy()),

@@ -114,7 +114,7 @@ func (r *ClusterReconciler) grantReader(ctx context.Context, w *clusterWork, oth
 		}
 		o.GetObjectKind().SetGroupVersionKind(gvk)
 	}
-	if _, err := r.Applier.Apply(ctx, other+"/reader-for/"+w.id, state.Cluster.GetClient(), state.Cluster.GetClient(), own, objs); err != nil {
+	if _, err := r.Applier.Apply(ctx, other+"/reader-for/"+w.id, state.Cluster.GetClient(), state.Cluster.GetAPIReader(), state.Cluster.GetClient(), own, objs); err != nil {
 		return nil, err
 	}
 

@@ -217,7 +217,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	}
 	own := ownership(w.id)
 	applyTimer := metrics.StartApply(w.id)
-	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, objs)
+	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), own, objs)
 	applyTimer.ObserveDuration()
 	if err != nil {
 		return r.applyFailed(w, err)
@@ -244,7 +244,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	}
 	secrets, err := r.reconcileAccess(applyCtx, w, in.Entry.MutualAccess)
 	if err == nil {
-		_, err = r.Applier.Apply(applyCtx, w.id, w.remote.GetAPIReader(), w.remote.GetClient(), own, secrets)
+		_, err = r.Applier.Apply(applyCtx, w.id, w.remote.GetAPIReader(), nil, w.remote.GetClient(), own, secrets)
 	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "mutual access of cluster %s: %s", w.id, errorSummary(err))

@@ -41,7 +41,7 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, crds); err != nil {
+	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), own, crds); err != nil {
 		return r.mirrorFailed(w, err)
 	}
 
@@ -75,7 +75,7 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	applied, err := r.Applier.Apply(ctx, w.id, live, w.remote.GetClient(), own, copies)
+	applied, err := r.Applier.Apply(ctx, w.id, live, nil, w.remote.GetClient(), own, copies)
 	metrics.CountMirrorWrites(w.id, applied.Created, applied.Applied-applied.Created, 0)
 	if err != nil {
 		return r.mirrorFailed(w, err)

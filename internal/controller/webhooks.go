@@ -97,7 +97,7 @@ func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, 
 		if err != nil {
 			return nil, err
 		}
-		if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetClient(), ownership(w.id), []client.Object{own}); err != nil {
+		if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), ownership(w.id), []client.Object{own}); err != nil {
 			return nil, err
 		}
 		return []client.Object{own}, nil

@@ -142,11 +142,11 @@ func BenchmarkResyncIstiod(b *testing.B) {
 		ManagedByKey: render.ManagedByLabel, ManagedByValue: render.ManagedByValue}
 	objs := renderedIstiod(b)
 	remembering := apply.New()
-	if _, err := remembering.Apply(ctx, "cluster-2", direct, direct, own, objs); err != nil {
+	if _, err := remembering.Apply(ctx, "cluster-2", direct, nil, direct, own, objs); err != nil {
 		b.Fatal(err)
 	}
 	// The cache starts an informer per kind on first use; that is not a resync's cost.
-	if _, err := remembering.Apply(ctx, "cluster-2", cached, cached, own, objs); err != nil {
+	if _, err := remembering.Apply(ctx, "cluster-2", cached, direct, cached, own, objs); err != nil {
 		b.Fatal(err)
 	}
 
@@ -163,7 +163,7 @@ func BenchmarkResyncIstiod(b *testing.B) {
 			counts.reset()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.applier().Apply(ctx, "cluster-2", v.cl, v.cl, own, objs); err != nil {
+				if _, err := v.applier().Apply(ctx, "cluster-2", v.cl, nil, v.cl, own, objs); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -53,11 +53,11 @@ func BenchmarkMirrorResync(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
 		applier := apply.New()
-		if _, err := applier.Apply(ctx, "cluster-2", direct, direct, own, copies); err != nil {
+		if _, err := applier.Apply(ctx, "cluster-2", direct, nil, direct, own, copies); err != nil {
 			b.Fatal(err)
 		}
 		// The cache starts its informer on first use; that is not a resync's cost.
-		if _, err := applier.Apply(ctx, "cluster-2", cached, cached, own, copies); err != nil {
+		if _, err := applier.Apply(ctx, "cluster-2", cached, direct, cached, own, copies); err != nil {
 			b.Fatal(err)
 		}
 		snapshot := func() client.Reader {
@@ -80,7 +80,7 @@ func BenchmarkMirrorResync(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					copies, _ := mirror.Copies(virtualServices(n), map[string]bool{"default": true}, labels)
-					if _, err := applier.Apply(ctx, "cluster-2", reads.reader(), direct, own, copies); err != nil {
+					if _, err := applier.Apply(ctx, "cluster-2", reads.reader(), nil, direct, own, copies); err != nil {
 						b.Fatal(err)
 					}
 				}
