@@ -49,7 +49,21 @@ func (r *renderer) injectorValues() map[string]any {
 	}
 }
 
+// injectorConfigMap is the mesh control plane's injector ConfigMap with the per-cluster
+// values overlaid (see OverlayInjectorValues), or, when the mesh cluster has none, the
+// operator's own.
 func (r *renderer) injectorConfigMap() (*corev1.ConfigMap, error) {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Namespace: r.in.Namespace, Labels: r.pilotLabels(nil)},
+	}
+	if mesh := r.in.MeshSettings.Injector; mesh != nil {
+		values, err := OverlayInjectorValues(mesh.Values, r.in)
+		if err != nil {
+			return nil, fmt.Errorf("the mesh control plane's injector values: %w", err)
+		}
+		cm.Data = map[string]string{"config": mesh.Config, "values": values}
+		return cm, nil
+	}
 	config, err := yaml.Marshal(injectorConfig{
 		DefaultTemplates:     []string{"sidecar"},
 		Policy:               "enabled",
@@ -65,8 +79,6 @@ func (r *renderer) injectorConfigMap() (*corev1.ConfigMap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writing injector values: %w", err)
 	}
-	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Namespace: r.in.Namespace, Labels: r.pilotLabels(nil)},
-		Data:       map[string]string{"config": string(config), "values": string(values)},
-	}, nil
+	cm.Data = map[string]string{"config": string(config), "values": string(values)}
+	return cm, nil
 }

@@ -38,6 +38,13 @@ type Inputs struct {
 	// MeshID and TrustDomain of the mesh.
 	MeshID      string
 	TrustDomain string
+	// TrustDomainSet is true when the ASMMeshConfig names the trust domain itself
+	// (spec.trustDomain): only then does it replace the trust domain of copied mesh
+	// settings.
+	TrustDomainSet bool
+	// MeshSettings are the mesh control plane's own injector and mesh configuration;
+	// their empty parts render the operator's defaults.
+	MeshSettings MeshSettings
 	// CACertsFingerprint changes when istiod's signing CA (the cacerts Secret) does;
 	// it is a pod template annotation so that a new CA rolls istiod.
 	CACertsFingerprint string
@@ -58,13 +65,14 @@ type Settings struct {
 // InputsFor combines an ASMMeshConfig entry with the operator's settings.
 func InputsFor(spec v1beta1.ASMMeshConfigSpec, clusterID string, settings Settings) Inputs {
 	in := Inputs{
-		ClusterID:   clusterID,
-		Entry:       spec.ExternalIstiodConfigurations[clusterID],
-		Namespace:   settings.Namespace,
-		Version:     firstNonEmpty(spec.Version, settings.Version),
-		Hub:         firstNonEmpty(spec.Hub, settings.Hub),
-		MeshID:      spec.MeshID,
-		TrustDomain: firstNonEmpty(spec.TrustDomain, settings.TrustDomain, "cluster.local"),
+		ClusterID:      clusterID,
+		Entry:          spec.ExternalIstiodConfigurations[clusterID],
+		Namespace:      settings.Namespace,
+		Version:        firstNonEmpty(spec.Version, settings.Version),
+		Hub:            firstNonEmpty(spec.Hub, settings.Hub),
+		MeshID:         spec.MeshID,
+		TrustDomain:    firstNonEmpty(spec.TrustDomain, settings.TrustDomain, "cluster.local"),
+		TrustDomainSet: spec.TrustDomain != "",
 	}
 	return in
 }

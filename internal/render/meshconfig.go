@@ -71,7 +71,24 @@ func (r *renderer) meshNetworks() *meshv1alpha1.MeshNetworks {
 	return networks
 }
 
+// meshConfigMap is the mesh control plane's mesh ConfigMap with the per-cluster fields
+// overlaid (see OverlayMesh and OverlayMeshNetworks), or, when the mesh cluster has
+// none, the operator's default mesh configuration.
 func (r *renderer) meshConfigMap() (*corev1.ConfigMap, error) {
+	if copied := r.in.MeshSettings.Mesh; copied != nil {
+		mesh, err := OverlayMesh(copied.Mesh, r.in)
+		if err != nil {
+			return nil, fmt.Errorf("the mesh control plane's mesh config: %w", err)
+		}
+		networks, err := OverlayMeshNetworks(copied.MeshNetworks, r.in)
+		if err != nil {
+			return nil, fmt.Errorf("the mesh control plane's mesh networks: %w", err)
+		}
+		return &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: r.in.Namespace, Labels: r.pilotLabels(nil)},
+			Data:       map[string]string{"mesh": mesh, "meshNetworks": networks},
+		}, nil
+	}
 	mesh, err := protoYAML(r.meshConfig())
 	if err != nil {
 		return nil, fmt.Errorf("writing mesh config: %w", err)
