@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -69,6 +70,28 @@ func istioVersion(t *testing.T, binary string) string {
 	return m + ".0"
 }
 
+// startAPIServer starts envtest's API server with Service ClusterIPs on loopback, so
+// nothing outside this machine is ever addressed, and installs the CRDs of crdDirs.
+func startAPIServer(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, *runtime.Scheme) {
+	t.Helper()
+	env := &envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: len(crdDirs) > 0}
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "127.100.0.0/24")
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, c, scheme
+}
+
 // podDir holds the pod roots: TESTKUBELET_DIR to keep them (and istiod's logs) for a
 // look after the test, else a temporary directory.
 func podDir(t *testing.T) string {
@@ -99,25 +122,7 @@ func TestIstiodRunsUnderTheTestKubelet(t *testing.T) {
 	version := istioVersion(t, binary)
 	start := time.Now()
 
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "mirror", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	// Service ClusterIPs on loopback: nothing outside this machine is ever addressed.
-	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "127.100.0.0/24")
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, scheme := startAPIServer(t, filepath.Join("..", "mirror", "crds"))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -219,6 +224,20 @@ func TestIstiodRunsUnderTheTestKubelet(t *testing.T) {
 		})
 	})
 
+	t.Run("the published root certificate reaches istiod's optional ConfigMap volume", func(t *testing.T) {
+		path := filepath.Join(kl.Root(), "var/run/secrets/istiod/ca/root-cert.pem")
+		eventually(t, 10*time.Second, path, func() error {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(raw), strings.TrimSpace(string(mesh[ca.RootCert]))) {
+				return errors.New("not the mesh root")
+			}
+			return nil
+		})
+	})
+
 	t.Run("the API server reaches istiod's validation webhook through the Service", func(t *testing.T) {
 		gw := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
@@ -247,6 +266,22 @@ func TestIstiodRunsUnderTheTestKubelet(t *testing.T) {
 				t.Errorf("istiod was refused: %s", line)
 			}
 		}
+	})
+
+	t.Run("a new pod template restarts istiod", func(t *testing.T) {
+		starts, root := kl.Starts(), kl.Root()
+		d := deployment()
+		d.Spec.Template.Annotations["example.com/restarted"] = "1"
+		if err := c.Update(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "Available with the new template", func() error {
+			d := deployment()
+			if !available(d) || d.Status.ObservedGeneration != d.Generation || kl.Starts() != starts+1 || kl.Root() == root {
+				return errors.New(formatStatus(d))
+			}
+			return nil
+		})
 	})
 
 	t.Run("scaled to 0 the process stops, scaled back it starts again", func(t *testing.T) {
