@@ -310,6 +310,15 @@ type ClusterStatus struct {
 	// lags behind spec.version while an upgrade has not been applied.
 	// +optional
 	IstioVersion string `json:"istioVersion,omitempty"`
+
+	// meshSettings says where the cluster's istiod got its injector configuration, its
+	// mesh configuration and its Istio version: copied from the mesh control plane's
+	// ConfigMaps istio-sidecar-injector and istio in the mesh cluster (of the revision
+	// the cluster's injector serves, with only the per-cluster fields replaced), or the
+	// operator's defaults when the mesh cluster has no such ConfigMap; and spec.version,
+	// the image of the mesh's istiod Deployment, or the operator's --istio-version flag.
+	// +optional
+	MeshSettings string `json:"meshSettings,omitempty"`
 }
 
 // ASMMeshConfigStatus is the observed state of the remote control planes: kstatus
