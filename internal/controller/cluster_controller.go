@@ -201,6 +201,9 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	if objs, err = withoutForeignValidators(ctx, w.remote.GetAPIReader(), objs); err != nil {
 		return r.applyFailed(w, err)
 	}
+	if objs, err = r.withoutForeignAddress(ctx, w, objs); err != nil {
+		return r.applyFailed(w, err)
+	}
 	if cacerts != nil {
 		// istiod reads its CA at start: the Secret goes first.
 		objs = append([]client.Object{cacerts}, objs...)

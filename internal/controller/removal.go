@@ -59,6 +59,13 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	if err == nil {
 		left, err = r.Applier.Prune(cleanCtx, w.id, secretsIn(r.Settings.Namespace, w.remote.GetAPIReader()), w.remote.GetClient(), own, allOwnedKinds(), nil)
 	}
+	if errors.Is(err, errAddressChanged) {
+		// A person has to look: istiod stays until the address leads to the mesh again.
+		w.set(v1beta1.ConditionSwitched, true, ReasonAddressChanged, "%v", err)
+		w.set(v1beta1.ConditionReady, false, ReasonAddressChanged, "removal of istiod from cluster %s waits: %v", w.id, err)
+		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%v", err)
+		return ctrl.Result{RequeueAfter: time.Minute}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
 		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)

@@ -96,6 +96,9 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 	if err := r.takeLead(ctx, w, st); err != nil {
 		return keep, err
 	}
+	if err := r.serveAddress(ctx, w, st.Address); err != nil {
+		return keep, err
+	}
 	own, err := r.serveInjection(ctx, w, in, st, rootCert)
 	if err != nil {
 		return keep, err
@@ -114,8 +117,12 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 	if len(restarted) > 0 {
 		gateways = "gateways restarted: " + strings.Join(restarted, ", ")
 	}
-	w.set(v1beta1.ConditionSwitched, true, ReasonSwitched, "sidecar injection in cluster %s is served by its own istiod since %s; %s",
-		w.id, st.SwitchedAt.UTC().Format("2006-01-02T15:04:05Z"), gateways)
+	address := fmt.Sprintf("Service %s/istiod is the operator's own", ns)
+	if st.Address != nil {
+		address = fmt.Sprintf("Service %s/istiod of Istio's remote profile (%s) leads to it", ns, describeAddress(st.Address))
+	}
+	w.set(v1beta1.ConditionSwitched, true, ReasonSwitched, "cluster %s is served by its own istiod since %s: %s%s; %s",
+		w.id, st.SwitchedAt.UTC().Format("2006-01-02T15:04:05Z"), address, injectionURLNote(st), gateways)
 	return keep, nil
 }
 
@@ -142,6 +149,9 @@ func (r *ClusterReconciler) recordSwitch(ctx context.Context, w *clusterWork) (*
 		return nil, err
 	}
 	st.Lead = switching.RecordLead(ns)
+	if st.Address, err = r.recordAddress(ctx, w); err != nil {
+		return nil, err
+	}
 	data, err := st.Encode()
 	if err != nil {
 		return nil, err
@@ -200,6 +210,10 @@ func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) erro
 	if err != nil || st == nil {
 		return err
 	}
+	// The address first: sidecars reconnecting from now on reach the mesh control plane.
+	if err := r.giveBackAddress(ctx, w, st.Address); err != nil {
+		return err
+	}
 	if err := r.giveBackWebhooks(ctx, w, st); err != nil {
 		return err
 	}
@@ -226,4 +240,17 @@ func stateKey(ns string) client.Object {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: switching.StateName, Namespace: ns}}
 	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	return cm
+}
+
+// injectionURLNote names the remote profile's istiodRemote.injectionURL variant, whose
+// injectors call the mesh control plane by URL and are re-pointed by the switch.
+func injectionURLNote(st *switching.State) string {
+	for _, rec := range st.Injectors {
+		for _, h := range rec.Webhooks {
+			if h.ClientConfig.URL != nil {
+				return "; its injectors called the mesh control plane by URL (istiodRemote.injectionURL) and now call Service istiod"
+			}
+		}
+	}
+	return ""
 }

@@ -37,6 +37,10 @@ type State struct {
 	// Lead is the control plane namespace's topology.istio.io/controlPlaneClusters
 	// annotation before the switch; nil in records written before it was kept.
 	Lead *AnnotationRecord `json:"lead,omitempty"`
+	// Address is Service istiod, the cluster's control plane address, before the
+	// switch made it lead to the local istiod; nil when the cluster had none (the
+	// operator then rendered its own) and in records written before it was kept.
+	Address *AddressRecord `json:"address,omitempty"`
 }
 
 // WebhookConfigRecord is a webhook configuration of the mesh control plane as it was

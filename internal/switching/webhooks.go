@@ -1,6 +1,7 @@
 package switching
 
 import (
+	"bytes"
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
@@ -85,10 +86,32 @@ func (r webhookRole) pointAtLocal(hooks []hook, namespace string, caBundle []byt
 		if !strings.HasSuffix(h.name, r.suffix) || equality.Semantic.DeepEqual(*h.clientConfig, want) {
 			continue
 		}
+		if callsAddress(h.clientConfig, namespace) {
+			// Istio's remote profile: the webhook already calls Service istiod, which
+			// the switch makes lead to the local istiod. Its path (with the cluster
+			// and network parameters) stays; only a caBundle that does not trust the
+			// local istiod's certificate changes.
+			if !BundleHas(h.clientConfig.CABundle, caBundle) {
+				h.clientConfig.CABundle = append([]byte(nil), caBundle...)
+				changed = true
+			}
+			continue
+		}
 		*h.clientConfig = *want.DeepCopy()
 		changed = true
 	}
 	return changed
+}
+
+// callsAddress reports whether a webhook calls Service <namespace>/istiod.
+func callsAddress(cc *admissionv1.WebhookClientConfig, namespace string) bool {
+	return cc.URL == nil && cc.Service != nil && cc.Service.Name == AddressService && cc.Service.Namespace == namespace
+}
+
+// BundleHas reports whether a caBundle already holds cert (PEM, as istiod publishes
+// it in istio-ca-root-cert).
+func BundleHas(bundle, cert []byte) bool {
+	return len(cert) > 0 && bytes.Contains(bundle, bytes.TrimSpace(cert))
 }
 
 // restore gives the recorded webhooks their client configuration back, and their

@@ -69,8 +69,12 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionIstiodReady)).To(Equal("False/Progressing"))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionSwitched)).To(Equal("False/" + controller.ReasonWaitingForIstiod))
 		Eventually(readyCondition).Should(Equal("False/" + controller.ReasonClustersNotReady))
-		remotes["cluster-2"].expectOneInjector(meshIstiodURL("cluster-2"))
-		Expect(remotes["cluster-2"].validators()).To(Equal(map[string]string{"istio-validator-istio-system": meshValidationURL}))
+		// Nothing of the remote profile's changes before the switch.
+		remotes["cluster-2"].expectOneInjector(meshInjector(remotes["cluster-2"]))
+		Expect(remotes["cluster-2"].validators()).To(Equal(map[string]string{
+			"istiod-default-validator":     "service/istio-system/istiod/validate ca=",
+			"istio-validator-istio-system": "service/istio-system/istiod/validate ca="}))
+		Expect(remotes["cluster-2"].address()).To(Equal("ClusterIP map[] slices=1"))
 		Expect(remotes["cluster-2"].lead()).To(Equal(meshClusterID))
 		Expect(remotes["cluster-2"].restarts()).To(HaveKeyWithValue("istio-system/istio-ingressgateway", "@1"))
 		Expect(remotes["cluster-1"].ownedNames()).To(BeEmpty())
@@ -103,7 +107,14 @@ var _ = Describe("remote control planes", Ordered, func() {
 		remotes["cluster-1"].expectOneInjector(meshIstiodURL("cluster-1"))
 		// The remote profile's validator is taken over in place too, and the mesh
 		// istiod is no longer named to lead the cluster.
-		Expect(rc.validators()).To(Equal(map[string]string{"istio-validator-istio-system": "service/istio-system/istiod/validate ca=local-root-of-cluster-2"}))
+		Expect(rc.validators()).To(Equal(map[string]string{
+			"istiod-default-validator":     "service/istio-system/istiod/validate ca=local-root-of-cluster-2",
+			"istio-validator-istio-system": "service/istio-system/istiod/validate ca="}))
+		// The remote profile's Service istiod, the discovery address sidecars are
+		// given, leads to the local istiod; its EndpointSlice is out of play.
+		Expect(rc.address()).To(Equal(localAddress))
+		Expect(remotes["cluster-1"].address()).To(Equal("ExternalName localhost"))
+		Expect(clusterConditionMessage("cluster-2", v1beta1.ConditionSwitched)).To(ContainSubstring("remote profile (selector-less, with 1 EndpointSlice(s)"))
 		Expect(rc.lead()).To(Equal("cluster-2"))
 		Expect(remotes["cluster-1"].lead()).To(Equal(meshClusterID))
 		Expect(rc.ownedNames()).To(Equal(switchedIstiod))
@@ -307,9 +318,9 @@ var _ = Describe("remote control planes", Ordered, func() {
 
 	It("restores an owned object that was changed or deleted in the data-plane cluster", func() {
 		rc := remotes["cluster-2"]
-		svc := &corev1.Service{}
-		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, svc)).To(Succeed())
-		Expect(rc.client.Delete(ctx(), svc)).To(Succeed())
+		role := &rbacv1.Role{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, role)).To(Succeed())
+		Expect(rc.client.Delete(ctx(), role)).To(Succeed())
 		cm := &corev1.ConfigMap{}
 		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
 		mesh := cm.Data["mesh"]
@@ -373,10 +384,14 @@ var _ = Describe("remote control planes", Ordered, func() {
 		rc := remotes["cluster-1"]
 		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
 		rc.expectOneInjector(localInjector(rc))
+		Expect(rc.address()).To(Equal(localAddress))
+		Expect(clusterConditionMessage("cluster-1", v1beta1.ConditionSwitched)).To(And(
+			ContainSubstring("remote profile (ExternalName localhost)"), ContainSubstring("istiodRemote.injectionURL")))
 		Expect(clusterMetrics("cluster-1")).To(HaveKeyWithValue("cluster_switched", 1.0))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-1") })
 		Eventually(rc.ownedNames).Should(BeEmpty())
 		rc.expectOneInjector(meshIstiodURL("cluster-1"))
+		Expect(rc.address()).To(Equal("ExternalName localhost"))
 		Expect(rc.lead()).To(Equal(meshClusterID))
 		restarts := rc.restarts()
 		for _, gw := range gatewayNames {
@@ -542,7 +557,8 @@ var _ = Describe("remote control planes", Ordered, func() {
 		// Switched back, cluster-2 is as it was before the operator came, object for
 		// object, apart from the gateways' restart annotation.
 		rc := remotes["cluster-2"]
-		rc.expectOneInjector(meshIstiodURL("cluster-2"))
+		rc.expectOneInjector(meshInjector(rc))
+		Expect(rc.address()).To(Equal("ClusterIP map[] slices=1"))
 		// Deleting a CRD takes the API server a moment (its objects, then its API).
 		Eventually(func() []string { return keyDifference(rc.inventory(), rc.initial) }).Should(BeEmpty())
 		after := rc.inventory()

@@ -10,6 +10,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -19,18 +20,58 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
-// meshIstiodURL is where the mesh control plane serves injection for a cluster, as
-// Istio's remote profile configures it.
+// meshIstiodURL is where cluster-1's injector calls the mesh control plane: Istio's
+// remote profile with istiodRemote.injectionURL, at a loopback port nothing listens on.
 func meshIstiodURL(id string) string {
-	return "https://istiod.istio-system.mesh.example:15017/inject/cluster/" + id + "/net/network-1"
+	return "https://127.0.0.1:1/inject/cluster/" + id + "/net/network-1"
 }
 
-// meshValidationURL is where the remote profile sends validation (base.validationURL).
-const meshValidationURL = "https://istiod.istio-system.mesh.example:15017/validate"
+// remoteProfile is what Istio's remote profile installs in a data-plane cluster,
+// rendered from Istio's own charts: cluster-1 reaches the mesh control plane by host
+// name (a Service istiod of type ExternalName) and injects through a URL; cluster-2
+// by IP (a selector-less Service istiod with an EndpointSlice), injecting through that
+// Service. Both trust the mesh root for injection; base's istiod-default-validator
+// calls Service istiod.
+func remoteProfile(id string) []*unstructured.Unstructured {
+	opts := istiochart.RemoteOptions{ClusterID: id, Network: "network-1", InjectionCABundle: []byte("mesh-root")}
+	if id == "cluster-1" {
+		opts.RemotePilotAddress, opts.InjectionURL = "localhost", meshIstiodURL(id)
+	} else {
+		opts.RemotePilotAddress = istiochart.DocumentationAddress
+	}
+	objs, err := istiochart.RemoteProfile(opts)
+	Expect(err).NotTo(HaveOccurred())
+	return objs
+}
+
+// meshInjector is where a cluster's injector sends pods before the switch.
+func meshInjector(rc *remoteCluster) string {
+	if rc.id == "cluster-1" {
+		return meshIstiodURL(rc.id)
+	}
+	return "service/istio-system/istiod ca=mesh-root"
+}
+
+// address says where Service istiod, the cluster's control plane address, leads:
+// "ExternalName <host>", or "ClusterIP <selector>" and how many EndpointSlices are
+// labelled for it.
+func (rc *remoteCluster) address() string {
+	svc := &corev1.Service{}
+	Expect(rc.client.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "istiod"}, svc)).To(Succeed())
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return "ExternalName " + svc.Spec.ExternalName
+	}
+	slices := &discoveryv1.EndpointSliceList{}
+	Expect(rc.client.List(ctx(), slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: "istiod"})).To(Succeed())
+	return fmt.Sprintf("%s %v slices=%d", svc.Spec.Type, svc.Spec.Selector, len(slices.Items))
+}
+
+// localAddress is Service istiod leading to the local istiod's pods.
+const localAddress = "ClusterIP map[app:istiod istio:pilot] slices=0"
 
 // meshClusterID is the cluster ID of the mesh control plane, which the remote profile
 // names in topology.istio.io/controlPlaneClusters so that it leads the cluster.
@@ -65,29 +106,8 @@ func (rc *remoteCluster) lead() string {
 // control plane has there: the remote profile's injector, which calls the mesh's istiod,
 // an ingress and an east-west gateway, a Gateway API gateway, and an ordinary workload.
 func (rc *remoteCluster) installManagedDataPlane() {
-	hook, err := render.InjectionWebhook(render.Inputs{ClusterID: rc.id, Namespace: ns, Version: "1.28.3", Hub: "docker.io/istio"},
-		[]byte("mesh-root"), scheme)
-	Expect(err).NotTo(HaveOccurred())
-	mwc := hook.(*admissionv1.MutatingWebhookConfiguration)
-	mwc.Labels = map[string]string{"app": "sidecar-injector", "istio.io/rev": "default", "release": "istio"}
-	for i := range mwc.Webhooks {
-		mwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: ptr.To(meshIstiodURL(rc.id)), CABundle: []byte("mesh-root")}
-	}
-	Expect(rc.client.Create(ctx(), mwc)).To(Succeed())
-	if rc.id == "cluster-2" {
-		// The remote profile's validator, of the same name as the one istiod's chart
-		// renders; cluster-1 shows a cluster without one.
-		Expect(rc.client.Create(ctx(), &admissionv1.ValidatingWebhookConfiguration{
-			ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-istio-system", Labels: map[string]string{"istio.io/rev": "default", "app": "istiod"}},
-			Webhooks: []admissionv1.ValidatingWebhook{{
-				Name:                    "rev.validation.istio.io",
-				ClientConfig:            admissionv1.WebhookClientConfig{URL: ptr.To(meshValidationURL), CABundle: []byte("mesh-root")},
-				Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: admissionv1.Rule{APIGroups: []string{"networking.istio.io"}, APIVersions: []string{"*"}, Resources: []string{"*"}}}},
-				FailurePolicy:           ptr.To(admissionv1.Ignore),
-				SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
-				AdmissionReviewVersions: []string{"v1"},
-			}},
-		})).To(Succeed())
+	for _, obj := range remoteProfile(rc.id) {
+		Expect(rc.client.Create(ctx(), obj)).To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
 	}
 	// The mesh's istiod publishes its root certificate in every namespace it controls.
 	Expect(rc.client.Create(ctx(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: ns},

@@ -30,14 +30,19 @@ import (
 )
 
 // installed is what the operator owns in cluster-2, which had no Istio CRDs, before the
-// switch: istiod and the CRDs the mirror needs. Not its validator: cluster-2 has the
-// remote profile's validator of that name, which the switch takes over in place.
-var installed = sorted(append(istioCRDNames(), without(fullIstiod, ownValidator)...))
+// switch: istiod and the CRDs the mirror needs. Not Service istiod: the remote profile
+// has one, the cluster's control plane address, which the switch makes lead to the
+// local istiod instead.
+var installed = sorted(append(istioCRDNames(), without(fullIstiod, addressService)...))
 
-// installedOneReplica is what it owns in cluster-1, which has no validator of its own,
-// with one istiod replica: no PodDisruptionBudget.
-var installedOneReplica = sorted(append(istioCRDNames(), without(fullIstiod, "PodDisruptionBudget/istio-system/istiod")...))
+// installedOneReplica is what it owns in cluster-1 with one istiod replica: no
+// PodDisruptionBudget.
+var installedOneReplica = sorted(without(installed, "PodDisruptionBudget/istio-system/istiod"))
 
+const addressService = "Service/istio-system/istiod"
+
+// ownValidator is the operator's own validator, istio-validator-istio-system as Istio's
+// chart names it; base's istiod-default-validator is the remote profile's.
 const ownValidator = "ValidatingWebhookConfiguration/istio-validator-istio-system"
 
 func without(s []string, drop string) []string {
@@ -172,6 +177,16 @@ func clusterCondition(id, typ string) string {
 			if c := meta.FindStatusCondition(cs.Conditions, typ); c != nil && cs.ObservedGeneration == mc.Generation {
 				return string(c.Status) + "/" + c.Reason
 			}
+		}
+	}
+	return ""
+}
+
+// clusterConditionMessage is the message of a cluster's condition, "" when absent.
+func clusterConditionMessage(id, typ string) string {
+	for _, cs := range getMeshConfig().Status.Clusters {
+		if c := meta.FindStatusCondition(cs.Conditions, typ); cs.ClusterID == id && c != nil {
+			return c.Message
 		}
 	}
 	return ""
