@@ -319,7 +319,7 @@ func (k *Kubelet) syncOnce(ctx context.Context) error {
 		k.syncServices(rctx, nil)
 	}
 	if k.pod == nil {
-		p, err := k.newPod(rctx, d, hash)
+		p, err := k.newPod(d, hash)
 		if err != nil {
 			_ = k.writeStatus(rctx, d, replicas)
 			return err
@@ -367,7 +367,7 @@ func (k *Kubelet) syncOnce(ctx context.Context) error {
 }
 
 // newPod makes the pod's identity and root directory and resolves its container.
-func (k *Kubelet) newPod(ctx context.Context, d *appsv1.Deployment, hash string) (*pod, error) {
+func (k *Kubelet) newPod(d *appsv1.Deployment, hash string) (*pod, error) {
 	tmpl := d.Spec.Template.DeepCopy()
 	var c *corev1.Container
 	for i := range tmpl.Spec.Containers {
@@ -612,7 +612,8 @@ func (k *Kubelet) startProcess(p *pod) error {
 	cmd.Env = env
 	cmd.Stdout = p.log
 	cmd.Stderr = p.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so Stop reaches its children too; killed if the test dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", k.opts.Binary, err)
 	}

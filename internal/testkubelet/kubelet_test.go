@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,9 +45,10 @@ func pilotDiscovery(t *testing.T) string {
 		t.Skipf("PILOT_DISCOVERY=%s is not a file", p)
 	}
 	script, _ := filepath.Abs(filepath.Join("..", "..", "hack", "pilot-discovery.sh"))
+	// The script says on stderr when it builds (minutes, the first time); pass that on.
 	var stderr bytes.Buffer
 	cmd := exec.Command(script)
-	cmd.Stderr = &stderr
+	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Skipf("pilot-discovery not found: set PILOT_DISCOVERY or make hack/pilot-discovery.sh work (%v: %s)", err, strings.TrimSpace(stderr.String()))
