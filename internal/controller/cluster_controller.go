@@ -190,6 +190,9 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
+	if err := r.fillMeshSettings(ctx, w, &in); err != nil { // the mesh control plane's injector and mesh config
+		return r.applyFailed(w, err)
+	}
 	in.CACertsFingerprint = fingerprint
 	w.status.DesiredReplicas = ptrOr(in.Entry.Replicas, 2)
 	objs, err := render.Render(in, r.Scheme)

@@ -59,6 +59,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 	}
 
 	remoteOnly := []mcbuilder.WatchesOption{mcbuilder.WithEngageWithLocalCluster(false), mcbuilder.WithEngageWithProviderClusters(true)}
+	meshOnly := []mcbuilder.WatchesOption{mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false)}
 	b := mcbuilder.ControllerManagedBy(mgr).
 		Named("remote-istiod").
 		WithClusterNotFoundWrapper(false). // a cluster without a remote secret is reported, not dropped
@@ -71,6 +72,10 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 			mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false),
 			mcbuilder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&appsv1.Deployment{}, sameCluster, append(remoteOnly, mcbuilder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))...).
+		// The mesh control plane's injector and mesh ConfigMaps and its istiod, which
+		// every cluster's istiod copies (meshsettings.go).
+		Watches(&corev1.ConfigMap{}, r.everyClusterOnMeshSettings, append(meshOnly, mcbuilder.WithPredicates(r.meshSettingsChanged()))...).
+		Watches(&appsv1.Deployment{}, r.everyClusterOnMeshSettings, append(meshOnly, mcbuilder.WithPredicates(r.meshSettingsChanged()))...).
 		WatchesRawSource(source.TypedChannel(r.Clusters.Changes(), handler.TypedFuncs[string, mcreconcile.Request]{
 			GenericFunc: func(_ context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
 				q.Add(requestFor(e.Object))

@@ -6,6 +6,7 @@ package manager
 import (
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -37,13 +38,19 @@ type Options struct {
 }
 
 // LocalCacheOptions keep the mesh cluster's cache to what the operator reads: the
-// remote secrets of the control plane namespace, not every Secret of the cluster.
+// remote secrets of the control plane namespace, not every Secret of the cluster; and
+// the ConfigMaps and Deployments of that namespace only, where the mesh control plane
+// keeps its injector and mesh configuration and its istiod.
 func LocalCacheOptions(namespace string) cache.Options {
+	// A map each: the cache fills in its defaults per namespace, in place.
+	inNamespace := func() map[string]cache.Config { return map[string]cache.Config{namespace: {}} }
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{namespace: {}},
+			Namespaces: inNamespace(),
 			Label:      labels.SelectorFromSet(labels.Set{remotecluster.RemoteSecretLabel: "true"}),
 		},
+		&corev1.ConfigMap{}:  {Namespaces: inNamespace()},
+		&appsv1.Deployment{}: {Namespaces: inNamespace()},
 	}}
 }
 
