@@ -227,7 +227,7 @@ func (k *Kubelet) envSource(ctx context.Context, p *podInfo, src *corev1.EnvVarS
 			if optional(ref.Optional) && isNotFound(err) {
 				return "", true, nil
 			}
-			return "", false, fmt.Errorf("ConfigMap %s: %w", ref.Name, err)
+			return "", false, fmt.Errorf("reading ConfigMap %s: %w", ref.Name, err)
 		}
 		v, ok := cm.Data[ref.Key]
 		if !ok {
@@ -237,7 +237,7 @@ func (k *Kubelet) envSource(ctx context.Context, p *podInfo, src *corev1.EnvVarS
 			if optional(ref.Optional) {
 				return "", true, nil
 			}
-			return "", false, fmt.Errorf("ConfigMap %s has no key %s", ref.Name, ref.Key)
+			return "", false, fmt.Errorf("key %s not in ConfigMap %s", ref.Key, ref.Name)
 		}
 		return v, false, nil
 	case src.SecretKeyRef != nil:
@@ -247,14 +247,14 @@ func (k *Kubelet) envSource(ctx context.Context, p *podInfo, src *corev1.EnvVarS
 			if optional(ref.Optional) && isNotFound(err) {
 				return "", true, nil
 			}
-			return "", false, fmt.Errorf("Secret %s: %w", ref.Name, err)
+			return "", false, fmt.Errorf("reading Secret %s: %w", ref.Name, err)
 		}
 		v, ok := s.Data[ref.Key]
 		if !ok {
 			if optional(ref.Optional) {
 				return "", true, nil
 			}
-			return "", false, fmt.Errorf("Secret %s has no key %s", ref.Name, ref.Key)
+			return "", false, fmt.Errorf("key %s not in Secret %s", ref.Key, ref.Name)
 		}
 		return string(v), false, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -178,7 +179,7 @@ func TestPod(t *testing.T) {
 	if got := read("etc/istio/config/mesh"); got != "v1" {
 		t.Errorf("mesh = %q", got)
 	}
-	if _, err := os.Stat(filepath.Join(root, "etc/istio/config/other")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, "etc/istio/config/other")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a key not among the items was written: %v", err)
 	}
 	if got := read("etc/cacerts/key.pem"); got != "secret" {

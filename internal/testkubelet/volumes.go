@@ -83,13 +83,13 @@ func keyFiles(data map[string][]byte, items []corev1.KeyToPath, mode os.FileMode
 	return out, nil
 }
 
-func (k *Kubelet) configMapData(ctx context.Context, ns, name string, opt bool) (map[string][]byte, bool, error) {
+func (k *Kubelet) configMapData(ctx context.Context, ns, name string, opt bool) (map[string][]byte, error) {
 	cm, err := k.cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		if opt && isNotFound(err) {
-			return nil, false, nil
+			return nil, nil
 		}
-		return nil, false, fmt.Errorf("ConfigMap %s: %w", name, err)
+		return nil, fmt.Errorf("reading ConfigMap %s: %w", name, err)
 	}
 	data := map[string][]byte{}
 	for k, v := range cm.Data {
@@ -98,18 +98,18 @@ func (k *Kubelet) configMapData(ctx context.Context, ns, name string, opt bool) 
 	for k, v := range cm.BinaryData {
 		data[k] = v
 	}
-	return data, true, nil
+	return data, nil
 }
 
-func (k *Kubelet) secretData(ctx context.Context, ns, name string, opt bool) (map[string][]byte, bool, error) {
+func (k *Kubelet) secretData(ctx context.Context, ns, name string, opt bool) (map[string][]byte, error) {
 	s, err := k.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		if opt && isNotFound(err) {
-			return nil, false, nil
+			return nil, nil
 		}
-		return nil, false, fmt.Errorf("Secret %s: %w", name, err)
+		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 	}
-	return s.Data, true, nil
+	return s.Data, nil
 }
 
 // issueToken asks the TokenRequest API for a token of the pod's ServiceAccount. The
@@ -119,7 +119,7 @@ func (k *Kubelet) issueToken(ctx context.Context, p *podInfo, audiences []string
 		Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To(expiry)},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, 0, fmt.Errorf("TokenRequest for ServiceAccount %s/%s: %w", p.namespace, p.serviceAccount, err)
+		return nil, 0, fmt.Errorf("requesting a token of ServiceAccount %s/%s: %w", p.namespace, p.serviceAccount, err)
 	}
 	lifetime := time.Until(tr.Status.ExpirationTimestamp.Time)
 	return []byte(tr.Status.Token), lifetime, nil
@@ -133,13 +133,13 @@ func (k *Kubelet) files(ctx context.Context, p *podInfo, m *mount) (map[string]f
 	case v.EmptyDir != nil:
 		return nil, nil
 	case v.ConfigMap != nil:
-		data, _, err := k.configMapData(ctx, p.namespace, v.ConfigMap.Name, optional(v.ConfigMap.Optional))
+		data, err := k.configMapData(ctx, p.namespace, v.ConfigMap.Name, optional(v.ConfigMap.Optional))
 		if err != nil {
 			return nil, err
 		}
 		return keyFiles(data, v.ConfigMap.Items, defaultMode(v.ConfigMap.DefaultMode), optional(v.ConfigMap.Optional), "ConfigMap "+v.ConfigMap.Name)
 	case v.Secret != nil:
-		data, _, err := k.secretData(ctx, p.namespace, v.Secret.SecretName, optional(v.Secret.Optional))
+		data, err := k.secretData(ctx, p.namespace, v.Secret.SecretName, optional(v.Secret.Optional))
 		if err != nil {
 			return nil, err
 		}
@@ -157,13 +157,13 @@ func (k *Kubelet) files(ctx context.Context, p *podInfo, m *mount) (map[string]f
 				part, err = k.tokenFile(ctx, p, m, src.ServiceAccountToken, mode)
 			case src.ConfigMap != nil:
 				var data map[string][]byte
-				data, _, err = k.configMapData(ctx, p.namespace, src.ConfigMap.Name, optional(src.ConfigMap.Optional))
+				data, err = k.configMapData(ctx, p.namespace, src.ConfigMap.Name, optional(src.ConfigMap.Optional))
 				if err == nil {
 					part, err = keyFiles(data, src.ConfigMap.Items, mode, optional(src.ConfigMap.Optional), "ConfigMap "+src.ConfigMap.Name)
 				}
 			case src.Secret != nil:
 				var data map[string][]byte
-				data, _, err = k.secretData(ctx, p.namespace, src.Secret.Name, optional(src.Secret.Optional))
+				data, err = k.secretData(ctx, p.namespace, src.Secret.Name, optional(src.Secret.Optional))
 				if err == nil {
 					part, err = keyFiles(data, src.Secret.Items, mode, optional(src.Secret.Optional), "Secret "+src.Secret.Name)
 				}
