@@ -88,15 +88,18 @@ func nested(m map[string]any, path ...string) map[string]any {
 	return m
 }
 
-// meshSettingsOf is the cluster's status.clusters[].meshSettings.
-func meshSettingsOf(id string) string {
+// cluster2Status is cluster-2's entry of status.clusters, empty while it has none.
+func cluster2Status() v1beta1.ClusterStatus {
 	for _, cs := range getMeshConfig().Status.Clusters {
-		if cs.ClusterID == id {
-			return cs.MeshSettings
+		if cs.ClusterID == "cluster-2" {
+			return cs
 		}
 	}
-	return ""
+	return v1beta1.ClusterStatus{}
 }
+
+// meshSettingsOfCluster2 is cluster-2's status.clusters[].meshSettings.
+func meshSettingsOfCluster2() string { return cluster2Status().MeshSettings }
 
 var _ = Describe("the mesh control plane's injector and mesh config", Ordered, func() {
 	var (
@@ -136,7 +139,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 				Skip("the mesh cluster already has ConfigMap " + name)
 			}
 		}
-		Eventually(func() string { return meshSettingsOf("cluster-2") }).Should(Equal(
+		Eventually(meshSettingsOfCluster2).Should(Equal(
 			"nothing copied from the mesh control plane (revision default); " +
 				"injector config is the operator's default: the mesh cluster has no ConfigMap istio-system/istio-sidecar-injector; " +
 				"mesh config is the operator's default: the mesh cluster has no ConfigMap istio-system/istio; " +
@@ -176,7 +179,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		injectorData, _, _ := unstructured.NestedStringMap(source("istio-sidecar-injector").Object, "data")
 
 		start := time.Now()
-		Eventually(func() string { return meshSettingsOf("cluster-2") }, 10*time.Second).Should(Equal(
+		Eventually(meshSettingsOfCluster2, 10*time.Second).Should(Equal(
 			"injector config and mesh config copied from istio-system/istio-sidecar-injector and istio-system/istio (revision default); " +
 				"Istio " + tag + " from the mesh istiod istio-system/istiod"))
 		GinkgoWriter.Printf("the mesh's settings reached cluster-2's status %s after they were installed\n", time.Since(start))
@@ -217,14 +220,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 
 		// istiod is the mesh istiod's version.
 		Expect(rc.deployment().Spec.Template.Spec.Containers[0].Image).To(HaveSuffix("/pilot:" + tag))
-		Eventually(func() string {
-			for _, cs := range getMeshConfig().Status.Clusters {
-				if cs.ClusterID == "cluster-2" {
-					return cs.IstioVersion
-				}
-			}
-			return ""
-		}).Should(Equal(tag))
+		Eventually(func() string { return cluster2Status().IstioVersion }).Should(Equal(tag))
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionApplied)).To(Equal("True/Applied"))
 	})
 
@@ -264,7 +260,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		Eventually(func() string { return rc.deployment().Spec.Template.Spec.Containers[0].Image }, 10*time.Second, 50*time.Millisecond).
 			Should(HaveSuffix("/pilot:" + newer))
 		GinkgoWriter.Printf("the mesh istiod's new version reached cluster-2 after %s\n", time.Since(start))
-		Eventually(func() string { return meshSettingsOf("cluster-2") }).Should(HaveSuffix("Istio " + newer + " from the mesh istiod istio-system/istiod"))
+		Eventually(meshSettingsOfCluster2).Should(HaveSuffix("Istio " + newer + " from the mesh istiod istio-system/istiod"))
 	})
 
 	It("falls back to the operator's defaults once the mesh's ConfigMaps are gone", func() {
@@ -275,6 +271,6 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 			Skip("the mesh cluster had ConfigMap istio before this test")
 		}
 		Eventually(func() string { return configMapIn(rc.client, "istio").Data["mesh"] }, 10*time.Second).ShouldNot(ContainSubstring("accessLogFile"))
-		Eventually(func() string { return meshSettingsOf("cluster-2") }).Should(ContainSubstring("mesh config is the operator's default"))
+		Eventually(meshSettingsOfCluster2).Should(ContainSubstring("mesh config is the operator's default"))
 	})
 })
