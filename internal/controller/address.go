@@ -113,7 +113,13 @@ func (r *ClusterReconciler) serveAddress(ctx context.Context, w *clusterWork, re
 	if err != nil || !live {
 		return err
 	}
-	if rec.StateOf(svc) != switching.AddressLocal {
+	switch rec.StateOf(svc) {
+	case switching.AddressChanged:
+		// Not the remote profile's any more (an upgrade of it would be), nor ours:
+		// somebody means it; the operator does not fight them.
+		return fmt.Errorf("Service %s/%s in cluster %s is %s, which is neither the local istiod nor the remote profile's %s: %w; "+
+			"make it lead to one of them again", svc.Namespace, svc.Name, w.id, describeService(svc), describeAddress(rec), errAddressChanged)
+	case switching.AddressAsRecorded:
 		if err := r.patchService(ctx, w, svc, switching.ToLocal()); err != nil {
 			return fmt.Errorf("making Service %s/%s lead to the local istiod: %w", svc.Namespace, svc.Name, err)
 		}

@@ -61,7 +61,7 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	}
 	if errors.Is(err, errAddressChanged) {
 		// A person has to look: istiod stays until the address leads to the mesh again.
-		w.set(v1beta1.ConditionSwitched, true, ReasonAddressChanged, "%v", err)
+		w.set(v1beta1.ConditionSwitched, false, ReasonAddressChanged, "%v", err)
 		w.set(v1beta1.ConditionReady, false, ReasonAddressChanged, "removal of istiod from cluster %s waits: %v", w.id, err)
 		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%v", err)
 		return ctrl.Result{RequeueAfter: time.Minute}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)

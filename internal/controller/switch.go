@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -97,6 +98,11 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 		return keep, err
 	}
 	if err := r.serveAddress(ctx, w, st.Address); err != nil {
+		if errors.Is(err, errAddressChanged) {
+			w.set(v1beta1.ConditionSwitched, false, ReasonAddressChanged, "%v", err)
+			r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%v", err)
+			return keep, nil
+		}
 		return keep, err
 	}
 	own, err := r.serveInjection(ctx, w, in, st, rootCert)

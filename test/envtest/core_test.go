@@ -388,7 +388,22 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(clusterConditionMessage("cluster-1", v1beta1.ConditionSwitched)).To(And(
 			ContainSubstring("remote profile (ExternalName localhost)"), ContainSubstring("istiodRemote.injectionURL")))
 		Expect(clusterMetrics("cluster-1")).To(HaveKeyWithValue("cluster_switched", 1.0))
+		// Somebody re-points Service istiod while the cluster is switched: the operator
+		// does not fight them, and the removal leaves their change alone, keeps istiod,
+		// and says so.
+		svc := &corev1.Service{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, svc)).To(Succeed())
+		svc.Spec.Selector = map[string]string{"app": "istiod-canary"}
+		Expect(rc.client.Update(ctx(), svc)).To(Succeed())
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionSwitched) }).Should(Equal("False/" + controller.ReasonAddressChanged))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-1") })
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionReady) }).Should(Equal("False/" + controller.ReasonAddressChanged))
+		Expect(clusterConditionMessage("cluster-1", v1beta1.ConditionSwitched)).To(ContainSubstring("ExternalName localhost"))
+		Consistently(rc.ownedNames, 2*time.Second).Should(ContainElement("Deployment/istio-system/istiod"))
+		Expect(rc.address()).To(Equal("ClusterIP map[app:istiod-canary] slices=0"))
+		// They point it at the mesh control plane again, as the remote profile had it.
+		Expect(rc.client.Patch(ctx(), svc, client.RawPatch(types.MergePatchType,
+			[]byte(`{"spec":{"type":"ExternalName","externalName":"localhost","selector":null}}`)))).To(Succeed())
 		Eventually(rc.ownedNames).Should(BeEmpty())
 		rc.expectOneInjector(meshIstiodURL("cluster-1"))
 		Expect(rc.address()).To(Equal("ExternalName localhost"))
