@@ -75,6 +75,6 @@ GO
   mv "$out/pilot-discovery.tmp" "$out/pilot-discovery"
 }
 
-echo "building pilot-discovery (istio.io/istio ${version}) into $out; the first build takes several minutes" >&2
+echo "building pilot-discovery (istio.io/istio ${version}) into $out; the first build takes about 13 minutes on 2 cores" >&2
 build_pilot_discovery >&2
 echo "$out/pilot-discovery"
