@@ -17,8 +17,13 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
-// ReasonAddressChanged: Service istiod was changed by somebody else since the switch.
-const ReasonAddressChanged = "AddressChangedByOthers"
+// Reasons of switching back.
+const (
+	// ReasonAddressChanged: Service istiod was changed by somebody else since the switch.
+	ReasonAddressChanged = "AddressChangedByOthers"
+	// ReasonWaitingForGateways: istiod stays until the gateways rolled out again.
+	ReasonWaitingForGateways = "WaitingForGateways"
+)
 
 // controlPlaneAddress is Service istiod of a cluster, read live, with its endpoints.
 type controlPlaneAddress struct {

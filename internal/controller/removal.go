@@ -59,6 +59,11 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	if err == nil {
 		left, err = r.Applier.Prune(cleanCtx, w.id, secretsIn(r.Settings.Namespace, w.remote.GetAPIReader()), w.remote.GetClient(), own, allOwnedKinds(), nil)
 	}
+	if errors.Is(err, errGatewaysRollingOut) {
+		w.set(v1beta1.ConditionReady, false, ReasonWaitingForGateways,
+			"istiod in cluster %s stays until the gateways restarted for the switch-back run new pods (%v)", w.id, err)
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	}
 	if errors.Is(err, errAddressChanged) {
 		// A person has to look: istiod stays until the address leads to the mesh again.
 		w.set(v1beta1.ConditionSwitched, false, ReasonAddressChanged, "%v", err)

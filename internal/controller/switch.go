@@ -238,8 +238,44 @@ func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) erro
 	if err := r.giveBackLead(ctx, w, st); err != nil {
 		return err
 	}
-	_, err = r.restartGateways(ctx, w, st.BackToken())
-	return err
+	if _, err = r.restartGateways(ctx, w, st.BackToken()); err != nil {
+		return err
+	}
+	return r.gatewaysRolledOut(ctx, w, st.BackToken())
+}
+
+// errGatewaysRollingOut holds the removal of istiod until the gateways restarted for
+// the switch-back run new pods, which connect to the mesh control plane: old gateway
+// pods would otherwise lose their istiod.
+var errGatewaysRollingOut = errors.New("gateways are still rolling out")
+
+// gatewaysRolledOut waits for the gateways' rollouts of token, as `kubectl rollout
+// status` would; a gateway whose own progress deadline passed is not waited for, and
+// said so in an event.
+func (r *ClusterReconciler) gatewaysRolledOut(ctx context.Context, w *clusterWork, token string) error {
+	var rolling []string
+	for _, sel := range switching.GatewaySelectors() {
+		list := &appsv1.DeploymentList{}
+		if err := w.remote.GetAPIReader().List(ctx, list, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			return fmt.Errorf("listing gateways: %w", err)
+		}
+		for i := range list.Items {
+			dep := &list.Items[i]
+			switch switching.RolloutOf(dep, token) {
+			case switching.RolloutProgressing:
+				rolling = append(rolling, dep.Namespace+"/"+dep.Name)
+			case switching.RolloutStuck:
+				r.event(w, corev1.EventTypeWarning, ReasonGatewaysRestarted,
+					"gateway %s/%s in cluster %s exceeded its progress deadline; its old pods lose their istiod when it goes", dep.Namespace, dep.Name, w.id)
+			}
+		}
+	}
+	if len(rolling) > 0 {
+		slices.Sort(rolling)
+		rolling = slices.Compact(rolling)
+		return fmt.Errorf("%w: %s", errGatewaysRollingOut, strings.Join(rolling, ", "))
+	}
+	return nil
 }
 
 func stateKey(ns string) client.Object {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -161,5 +162,35 @@ func TestRemoteProfileWebhooksKeepTheirCall(t *testing.T) {
 	if !PointInjectorAtLocal(mwc, "istio-system", []byte("cluster-root")) || *mwc.Webhooks[0].ClientConfig.Service.Path != path ||
 		string(mwc.Webhooks[0].ClientConfig.CABundle) != "cluster-root" {
 		t.Fatalf("with another root: %+v", mwc.Webhooks[0].ClientConfig)
+	}
+}
+
+func TestRolloutOf(t *testing.T) {
+	dep := func(gen, observed int64, replicas, updated, total, available int32, token string) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
+		d.Spec.Replicas = &replicas
+		d.Spec.Template.Annotations = map[string]string{RestartAnnotation: token}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: observed, UpdatedReplicas: updated, Replicas: total, AvailableReplicas: available}
+		return d
+	}
+	for _, tt := range []struct {
+		name string
+		dep  *appsv1.Deployment
+		want Rollout
+	}{
+		{"not seen by the controller yet", dep(3, 2, 2, 2, 2, 2, "back-1"), RolloutProgressing},
+		{"old pods still there", dep(3, 3, 2, 2, 3, 2, "back-1"), RolloutProgressing},
+		{"new pods not available", dep(3, 3, 2, 2, 2, 1, "back-1"), RolloutProgressing},
+		{"done", dep(3, 3, 2, 2, 2, 2, "back-1"), RolloutDone},
+		{"rolled again by somebody", dep(3, 2, 2, 0, 2, 2, "other"), RolloutDone},
+		{"stuck", func() *appsv1.Deployment {
+			d := dep(3, 3, 2, 1, 3, 2, "back-1")
+			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
+			return d
+		}(), RolloutStuck},
+	} {
+		if got := RolloutOf(tt.dep, "back-1"); got != tt.want {
+			t.Errorf("%s: RolloutOf = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

@@ -114,3 +114,39 @@ func MarkRestart(dep *appsv1.Deployment, token string) bool {
 // Now is the clock of switch records, second-precise so that tokens survive a round
 // trip through JSON.
 func Now() time.Time { return metav1.Now().Rfc3339Copy().Time }
+
+// Rollout says how far a gateway's restart for a token has come.
+type Rollout int
+
+const (
+	// RolloutDone: every replica runs the restarted template (or the Deployment no
+	// longer carries the token: somebody rolled it again, which moves it too).
+	RolloutDone Rollout = iota
+	// RolloutProgressing: old pods are still there.
+	RolloutProgressing
+	// RolloutStuck: the Deployment's own progress deadline passed; waiting longer
+	// would hold the switch-back for a gateway that cannot roll out at all.
+	RolloutStuck
+)
+
+// RolloutOf reads a gateway's rollout of the restart for token as the Deployment
+// controller reports it, like `kubectl rollout status`.
+func RolloutOf(dep *appsv1.Deployment, token string) Rollout {
+	if dep.Spec.Template.Annotations[RestartAnnotation] != token {
+		return RolloutDone
+	}
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+			return RolloutStuck
+		}
+	}
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	s := dep.Status
+	if s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas >= want && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas >= want {
+		return RolloutDone
+	}
+	return RolloutProgressing
+}

@@ -402,8 +402,14 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Consistently(rc.ownedNames, 2*time.Second).Should(ContainElement("Deployment/istio-system/istiod"))
 		Expect(rc.address()).To(Equal("ClusterIP map[app:istiod-canary] slices=0"))
 		// They point it at the mesh control plane again, as the remote profile had it.
+		// The gateways restart, and istiod stays until their new pods run.
+		rc.holdRollouts.Store(true)
 		Expect(rc.client.Patch(ctx(), svc, client.RawPatch(types.MergePatchType,
 			[]byte(`{"spec":{"type":"ExternalName","externalName":"localhost","selector":null}}`)))).To(Succeed())
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionReady) }).Should(Equal("False/" + controller.ReasonWaitingForGateways))
+		Expect(clusterConditionMessage("cluster-1", v1beta1.ConditionReady)).To(ContainSubstring("istio-system/istio-ingressgateway"))
+		Consistently(rc.ownedNames, 2*time.Second).Should(ContainElement("Deployment/istio-system/istiod"))
+		rc.holdRollouts.Store(false)
 		Eventually(rc.ownedNames).Should(BeEmpty())
 		rc.expectOneInjector(meshIstiodURL("cluster-1"))
 		Expect(rc.address()).To(Equal("ExternalName localhost"))

@@ -1,16 +1,19 @@
 package envtest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -293,4 +296,51 @@ func keyDifference(after, before map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// stopRollouts ends rollOutGateways.
+var stopRollouts context.CancelFunc
+
+// rollOutGateways stands in for the Deployment controller of the data-plane clusters,
+// which envtest does not run: every Deployment other than istiod (whose readiness the
+// tests set themselves) is reported rolled out, as its new pods would be, unless the
+// cluster holds its rollouts. Errors, such as a stopped API server, are ignored.
+func rollOutGateways(c context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.Done():
+			return
+		case <-tick.C:
+		}
+		for _, rc := range remotes {
+			if rc.holdRollouts.Load() {
+				continue
+			}
+			rc.rollOut(c)
+		}
+	}
+}
+
+func (rc *remoteCluster) rollOut(c context.Context) {
+	c, cancel := context.WithTimeout(c, 2*time.Second)
+	defer cancel()
+	list := &appsv1.DeploymentList{}
+	if err := rc.client.List(c, list); err != nil {
+		return
+	}
+	for i := range list.Items {
+		d := &list.Items[i]
+		if d.Namespace == ns && d.Name == "istiod" {
+			continue
+		}
+		n := ptr.Deref(d.Spec.Replicas, 1)
+		done := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+		if equality.Semantic.DeepEqual(d.Status, done) {
+			continue
+		}
+		d.Status = done
+		_ = rc.client.Status().Update(c, d)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ type remoteCluster struct {
 	client client.Client
 	// initial is the cluster's inventory before the operator touched it.
 	initial map[string]string
+	// holdRollouts stops the rollout stand-in in this cluster.
+	holdRollouts atomic.Bool
 }
 
 func TestEnvtest(t *testing.T) {
@@ -108,9 +111,15 @@ var _ = BeforeSuite(func() {
 	}
 	operatorConfig = restrictedOperatorConfig()
 	startManager()
+	var rollCtx context.Context
+	rollCtx, stopRollouts = context.WithCancel(context.Background())
+	go rollOutGateways(rollCtx)
 })
 
 var _ = AfterSuite(func() {
+	if stopRollouts != nil {
+		stopRollouts()
+	}
 	if stopMgr != nil {
 		stopMgr()
 		Eventually(mgrDone).Should(BeClosed())
