@@ -18,9 +18,13 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
 )
 
-// dataPlanes are the data-plane clusters of the local mesh; config/samples gives
+// dataPlanes are the data-plane clusters of the local mesh, one of each flavour of
+// control plane address Istio's remote profile installs; config/samples gives
 // cluster-2 a remote control plane.
-var dataPlanes = []string{"cluster-1", "cluster-2"}
+var dataPlanes = []localmesh.DataPlane{
+	{ID: "cluster-1", Address: localmesh.AddressExternalName},
+	{ID: "cluster-2", Address: localmesh.AddressEndpointSlice},
+}
 
 // istioConfig is Istio configuration authored in the mesh cluster, for the operator to
 // mirror into the clusters with a remote control plane.
@@ -58,7 +62,7 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	out.line("using %s", assets)
 
 	out.step("Starting the local mesh: API servers for %s, %s and %s; building the operator meanwhile",
-		localmesh.MeshClusterID, dataPlanes[0], dataPlanes[1])
+		localmesh.MeshClusterID, dataPlanes[0].ID, dataPlanes[1].ID)
 	type buildResult struct {
 		binary string
 		err    error
@@ -85,6 +89,15 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 		return err
 	}
 	out.line("mesh: Istio configuration to mirror (hack/demo/istio-config.yaml)")
+	before := map[string]*dataPlaneView{}
+	for _, dp := range m.DataPlanes {
+		if before[dp.ID], err = inspect(ctx, dp); err != nil {
+			return err
+		}
+		if err := checkInstalled(before[dp.ID], dp.ID, dp.Address); err != nil {
+			return fmt.Errorf("%s is not installed as Istio's remote profile of its flavour: %w", dp.ID, err)
+		}
+	}
 	build := await(built, "building the operator", out)
 	if build.err != nil {
 		return build.err
@@ -107,18 +120,18 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, id := range dataPlanes {
-		if wanted[id] {
-			out.line("%s gets a remote control plane", id)
+	for _, dp := range dataPlanes {
+		if wanted[dp.ID] {
+			out.line("%s gets a remote control plane", dp.ID)
 		} else {
-			out.line("%s keeps the mesh control plane", id)
+			out.line("%s keeps the mesh control plane", dp.ID)
 		}
 	}
 
 	standInCtx, stopStandIn := context.WithCancel(ctx)
 	var standIn sync.WaitGroup
-	for _, dp := range m.DataPlanes {
-		standIn.Go(func() { runStandIn(standInCtx, dp, out) })
+	for _, c := range m.Clusters() {
+		standIn.Go(func() { runStandIn(standInCtx, c, out) })
 	}
 	defer func() {
 		stopStandIn()
@@ -126,11 +139,11 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	}()
 
 	out.step("Waiting for the operator (up to %s)", opts.timeout)
-	outcome := waitForOutcome(ctx, m, wanted, opts.timeout, out)
+	outcome := waitForOutcome(ctx, m, wanted, before, opts.timeout, out)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := report(ctx, m, out); err != nil {
+	if err := report(ctx, m, before, out); err != nil {
 		return err
 	}
 	if opts.once {
@@ -167,15 +180,17 @@ func explore(m *localmesh.Mesh, dir string, out *printer) error {
 		}
 	}
 	out.step("The local mesh keeps running: explore it with kubectl (kubeconfigs in %s)", dir)
-	meshKC, c1, c2 := paths[localmesh.MeshClusterID], paths[dataPlanes[0]], paths[dataPlanes[1]]
+	meshKC, c1, c2 := paths[localmesh.MeshClusterID], paths[dataPlanes[0].ID], paths[dataPlanes[1].ID]
 	for _, cmd := range []string{
 		"kubectl --kubeconfig " + meshKC + " get asmmeshconfig",
 		"kubectl --kubeconfig " + meshKC + " describe asmmeshconfig default",
-		"kubectl --kubeconfig " + c2 + " -n istio-system get deploy,svc,cm,secret",
+		"kubectl --kubeconfig " + meshKC + " -n istio-system get cm istio -o yaml   # the mesh istiod's settings",
+		"kubectl --kubeconfig " + c2 + " -n istio-system get deploy,svc,endpointslice,cm,secret",
+		"kubectl --kubeconfig " + c2 + " -n istio-system get svc istiod -o yaml   # now leads to the local istiod",
 		"kubectl --kubeconfig " + c2 + " get mutatingwebhookconfiguration istio-sidecar-injector -o yaml",
 		"kubectl --kubeconfig " + c2 + " get virtualservices,destinationrules,peerauthentications -A",
 		"kubectl --kubeconfig " + meshKC + " edit asmmeshconfig default   # add cluster-1: {} and watch it switch",
-		"kubectl --kubeconfig " + c1 + " -n istio-system get deploy",
+		"kubectl --kubeconfig " + c1 + " -n istio-system get svc istiod   # ExternalName localhost until it switches",
 	} {
 		out.line("%s", cmd)
 	}

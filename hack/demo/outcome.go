@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
+	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
 // applySamples creates what config/samples/kustomization.yaml lists in the mesh
@@ -54,12 +56,13 @@ func applySamples(ctx context.Context, root string, m *localmesh.Mesh) (map[stri
 
 // waitForOutcome waits until checkOutcome passes, saying how the status changes, and
 // returns checkOutcome's last complaint when timeout passes first.
-func waitForOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool, timeout time.Duration, out *printer) error {
+func waitForOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool, before map[string]*dataPlaneView,
+	timeout time.Duration, out *printer) error {
 	start := time.Now()
 	deadline := time.After(timeout)
 	lastSummary, lastSaid := "", time.Now()
 	for {
-		err := checkOutcome(ctx, m, wanted)
+		err := checkOutcome(ctx, m, wanted, before)
 		if err == nil {
 			out.line("done in %s", time.Since(start).Round(time.Second))
 			return nil
@@ -112,9 +115,10 @@ func conditionList(conds []metav1.Condition, types ...string) string {
 }
 
 // checkOutcome says what is not yet as the sample asks: the ASMMeshConfig Ready; each
-// wanted cluster with a ready istiod of the operator's, switched to it, with its
-// gateways restarted; every other cluster untouched.
-func checkOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool) error {
+// wanted cluster with a ready istiod of the operator's that carries the mesh's
+// settings, switched to it through its Service istiod, with its gateways restarted;
+// every other cluster as it was installed (before).
+func checkOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool, before map[string]*dataPlaneView) error {
 	mc, err := meshConfig(ctx, m)
 	if err != nil {
 		return err
@@ -124,8 +128,11 @@ func checkOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool
 		return errors.New("the ASMMeshConfig is not Ready")
 	}
 	for _, dp := range m.DataPlanes {
+		if err := checkInstalled(before[dp.ID], dp.ID, dp.Address); err != nil {
+			return fmt.Errorf("%s as installed: %w", dp.ID, err)
+		}
 		if wanted[dp.ID] {
-			if err := checkClusterStatus(mc, dp.ID); err != nil {
+			if err := checkClusterStatus(mc, dp.ID, dp.Address); err != nil {
 				return fmt.Errorf("%s: %w", dp.ID, err)
 			}
 		}
@@ -133,15 +140,17 @@ func checkOutcome(ctx context.Context, m *localmesh.Mesh, wanted map[string]bool
 		if err != nil {
 			return err
 		}
-		if err := checkDataPlane(v, wanted[dp.ID], dp.ID); err != nil {
+		if err := checkDataPlane(v, before[dp.ID], wanted[dp.ID], dp.ID); err != nil {
 			return fmt.Errorf("%s: %w", dp.ID, err)
 		}
 	}
 	return nil
 }
 
-// checkClusterStatus says what a cluster's entry in the status lacks.
-func checkClusterStatus(mc *v1beta1.ASMMeshConfig, id string) error {
+// checkClusterStatus says what a cluster's entry in the status lacks: Ready and
+// Switched, with the switch's message naming the flavour of the control plane address
+// it switched.
+func checkClusterStatus(mc *v1beta1.ASMMeshConfig, id, address string) error {
 	for _, cs := range mc.Status.Clusters {
 		if cs.ClusterID != id {
 			continue
@@ -151,18 +160,58 @@ func checkClusterStatus(mc *v1beta1.ASMMeshConfig, id string) error {
 				return fmt.Errorf("not %s", t)
 			}
 		}
-		return nil
+		return checkSwitchMessage(meta.FindStatusCondition(cs.Conditions, v1beta1.ConditionSwitched).Message, address)
 	}
 	return errors.New("no status")
 }
 
+// switchWords are what the Switched condition's message says of each flavour of the
+// remote profile's Service istiod (internal/controller/switch.go).
+var switchWords = map[string]string{
+	localmesh.AddressExternalName:  "(ExternalName " + localmesh.MeshPilotHost + ")",
+	localmesh.AddressEndpointSlice: "EndpointSlice",
+}
+
+// switchedThrough is how the Switched condition's message begins to name the address.
+const switchedThrough = "Service " + localmesh.Namespace + "/istiod of Istio's remote profile ("
+
+func checkSwitchMessage(msg, address string) error {
+	i := strings.Index(msg, switchedThrough)
+	if i < 0 || !strings.Contains(msg[i:], switchWords[address]) {
+		return fmt.Errorf("the Switched condition does not say that it switched Service %s/istiod of the %s flavour: %q",
+			localmesh.Namespace, address, msg)
+	}
+	return nil
+}
+
+// checkInstalled says how a cluster as localmesh installed it differs from Istio's
+// remote profile of its flavour.
+func checkInstalled(v *dataPlaneView, id, address string) error {
+	if v == nil {
+		return errors.New("not inspected")
+	}
+	if got := v.address.flavour(); got != address {
+		return fmt.Errorf("control plane address is %s, not of the %s flavour", v.address, address)
+	}
+	if address == localmesh.AddressExternalName && v.address.externalName != localmesh.MeshPilotHost {
+		return fmt.Errorf("control plane address is %s, not %s", v.address, localmesh.MeshPilotHost)
+	}
+	if v.lead != localmesh.MeshClusterID {
+		return fmt.Errorf("led by %q, not by the mesh control plane", v.lead)
+	}
+	if err := allCall(v.injectors, meshInjection(id, address)); err != nil {
+		return err
+	}
+	return allCall(v.validators, serviceValidation)
+}
+
 // checkDataPlane says how a cluster differs from what it should be: switched to its
-// own istiod when it is wanted, untouched otherwise.
-func checkDataPlane(v *dataPlaneView, wanted bool, id string) error {
+// own istiod when it is wanted, as it was installed otherwise.
+func checkDataPlane(v, before *dataPlaneView, wanted bool, id string) error {
 	if wanted {
 		return checkSwitched(v, id)
 	}
-	return checkUntouched(v, id)
+	return checkUntouched(v, before)
 }
 
 func checkSwitched(v *dataPlaneView, id string) error {
@@ -172,10 +221,17 @@ func checkSwitched(v *dataPlaneView, id string) error {
 	if v.lead != id {
 		return fmt.Errorf("led by %q, not by its own istiod", v.lead)
 	}
-	if err := allCall(v.injectors, localInjection); err != nil {
+	if v.address.flavour() != addressLocal {
+		return fmt.Errorf("its Service istio-system/istiod is %s, not leading to the local istiod (ClusterIP, selector %s)",
+			v.address, selectorString(switching.LocalSelector))
+	}
+	if err := allCallPrefix(v.injectors, serviceInjection); err != nil {
 		return err
 	}
-	if err := allCall(v.validators, localValidation); err != nil {
+	if err := allCallPrefix(v.validators, serviceValidation); err != nil {
+		return err
+	}
+	if err := checkMeshSettings(v.settings); err != nil {
 		return err
 	}
 	for _, gw := range localmesh.Gateways {
@@ -189,18 +245,39 @@ func checkSwitched(v *dataPlaneView, id string) error {
 	return nil
 }
 
-func checkUntouched(v *dataPlaneView, id string) error {
+// checkMeshSettings says which of the mesh istiod's settings the local istiod lacks.
+func checkMeshSettings(s *meshSettings) error {
+	if s == nil {
+		return errors.New("the local istiod has no ConfigMap istio of the operator's")
+	}
+	for _, c := range []struct{ what, got, want string }{
+		{"outboundTrafficPolicy", s.outboundTrafficPolicy, localmesh.MeshOutboundTrafficPolicy},
+		{"accessLogFile", s.accessLogFile, localmesh.MeshAccessLogFile},
+		{"proxy memory limit", s.proxyMemoryLimit, localmesh.MeshProxyMemoryLimit},
+	} {
+		if c.got != c.want {
+			return fmt.Errorf("the local istiod's %s is %q, not the mesh's %q", c.what, c.got, c.want)
+		}
+	}
+	return nil
+}
+
+// checkUntouched says how a cluster without an entry differs from how it was installed.
+func checkUntouched(v, before *dataPlaneView) error {
 	if v.owned > 0 {
 		return fmt.Errorf("holds %d objects of the operator", v.owned)
 	}
-	if v.lead != localmesh.MeshClusterID {
-		return fmt.Errorf("led by %q, not by the mesh control plane", v.lead)
+	if v.lead != before.lead {
+		return fmt.Errorf("led by %q, not by %q as installed", v.lead, before.lead)
 	}
-	if err := allCall(v.injectors, localmesh.MeshIstiodURL(id)); err != nil {
-		return err
+	if !reflect.DeepEqual(v.address, before.address) {
+		return fmt.Errorf("its Service istio-system/istiod is %s, not %s as installed", v.address, before.address)
 	}
-	if err := allCall(v.validators, localmesh.MeshValidationURL); err != nil {
-		return err
+	if !reflect.DeepEqual(v.injectors, before.injectors) {
+		return fmt.Errorf("injectors call %v, not %v as installed", v.injectors, before.injectors)
+	}
+	if !reflect.DeepEqual(v.validators, before.validators) {
+		return fmt.Errorf("validators call %v, not %v as installed", v.validators, before.validators)
 	}
 	for name, restart := range v.restarts {
 		if restart != "" {
@@ -212,12 +289,21 @@ func checkUntouched(v *dataPlaneView, id string) error {
 
 // allCall says which webhook configuration has a webhook that calls another target.
 func allCall(configs []webhookConfig, want string) error {
+	return allCallWith(configs, want, func(t string) bool { return t == want })
+}
+
+// allCallPrefix is allCall for targets that start with want (paths may go on).
+func allCallPrefix(configs []webhookConfig, want string) error {
+	return allCallWith(configs, want+"...", func(t string) bool { return strings.HasPrefix(t, want) })
+}
+
+func allCallWith(configs []webhookConfig, want string, ok func(string) bool) error {
 	if len(configs) == 0 {
 		return fmt.Errorf("no webhook calls %s", want)
 	}
 	for _, wc := range configs {
 		for _, t := range wc.targets {
-			if t != want {
+			if !ok(t) {
 				return fmt.Errorf("webhook configuration %s calls %s, not %s", wc.name, t, want)
 			}
 		}

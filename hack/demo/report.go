@@ -20,7 +20,7 @@ import (
 
 // report prints the ASMMeshConfig as kubectl get shows it, the conditions of each
 // cluster, and what runs in each data-plane cluster.
-func report(ctx context.Context, m *localmesh.Mesh, out *printer) error {
+func report(ctx context.Context, m *localmesh.Mesh, before map[string]*dataPlaneView, out *printer) error {
 	out.step("kubectl get asmmeshconfig")
 	table, err := meshConfigTable(ctx, m.Mesh.Config)
 	if err != nil {
@@ -40,6 +40,9 @@ func report(ctx context.Context, m *localmesh.Mesh, out *printer) error {
 		}
 		out.line("%s: istiod %d/%d ready, Istio %s, %d Istio objects mirrored, %s",
 			cs.ClusterID, cs.ReadyReplicas, cs.DesiredReplicas, cs.IstioVersion, cs.MirroredObjects, switched)
+		if cs.MeshSettings != "" {
+			out.line("  mesh settings: %s", cs.MeshSettings)
+		}
 		rows := [][]string{{"TYPE", "STATUS", "REASON", "MESSAGE"}}
 		for _, c := range cs.Conditions {
 			rows = append(rows, []string{c.Type, string(c.Status), c.Reason, c.Message})
@@ -54,13 +57,14 @@ func report(ctx context.Context, m *localmesh.Mesh, out *printer) error {
 			return err
 		}
 		out.line("%s:", dp.ID)
-		out.lines(tabulate(describe(dp.ID, v)))
+		out.lines(tabulate(describe(dp.ID, v, before[dp.ID])))
 	}
 	return nil
 }
 
-// describe turns a data-plane cluster's view into rows of what and where.
-func describe(id string, v *dataPlaneView) [][]string {
+// describe turns a data-plane cluster's view into rows of what and where; before is
+// the cluster as localmesh installed it.
+func describe(id string, v, before *dataPlaneView) [][]string {
 	rows := [][]string{}
 	if v.istiod == nil {
 		rows = append(rows, []string{"  istiod", "none: sidecars use the mesh control plane"})
@@ -69,11 +73,19 @@ func describe(id string, v *dataPlaneView) [][]string {
 			v.istiod.Status.AvailableReplicas, *v.istiod.Spec.Replicas, v.istiod.Spec.Template.Spec.Containers[0].Image)})
 	}
 	rows = append(rows, []string{"  led by", "istiod of " + v.lead + " (namespace annotation topology.istio.io/controlPlaneClusters)"})
+	if before != nil {
+		rows = append(rows, []string{"  Service istiod before", before.address.String()})
+	}
+	rows = append(rows, []string{"  Service istiod now", v.address.String()})
+	if s := v.settings; s != nil {
+		rows = append(rows, []string{"  mesh settings", fmt.Sprintf("outboundTrafficPolicy %s, accessLogFile %s, proxy memory limit %s (the operator's ConfigMaps istio and istio-sidecar-injector)",
+			s.outboundTrafficPolicy, s.accessLogFile, s.proxyMemoryLimit)})
+	}
 	for _, wc := range v.injectors {
-		rows = append(rows, []string{"  injector " + wc.name, webhookTargets(id, wc.targets)})
+		rows = append(rows, []string{"  injector " + wc.name, webhookTargets(id, wc.targets, v.address)})
 	}
 	for _, wc := range v.validators {
-		rows = append(rows, []string{"  validator " + wc.name, webhookTargets(id, wc.targets)})
+		rows = append(rows, []string{"  validator " + wc.name, webhookTargets(id, wc.targets, v.address)})
 	}
 	rows = append(rows, []string{"  operator's objects", fmt.Sprintf("%d, of which %d Istio CRDs and %d mirrored Istio objects", v.owned, v.crds, len(v.mirrored))})
 	for _, name := range v.mirrored {
@@ -89,8 +101,13 @@ func describe(id string, v *dataPlaneView) [][]string {
 	return rows
 }
 
-// webhookTargets says where the webhooks of one configuration send their requests.
-func webhookTargets(id string, targets []string) string {
+// serviceAddress is how the targets of webhooks that call Service istio-system/istiod begin.
+var serviceAddress = "https://istiod." + localmesh.Namespace + ".svc:"
+
+// webhookTargets says where the webhooks of one configuration send their requests,
+// and whose istiod that is: a webhook that calls Service istiod reaches whichever the
+// Service leads to.
+func webhookTargets(id string, targets []string, address addressView) string {
 	count := map[string]int{}
 	for _, t := range targets {
 		count[t]++
@@ -98,11 +115,13 @@ func webhookTargets(id string, targets []string) string {
 	var out []string
 	for _, t := range slices.Sorted(maps.Keys(count)) {
 		whose := ""
-		switch t {
-		case localmesh.MeshIstiodURL(id), localmesh.MeshValidationURL:
-			whose = " (the mesh control plane)"
-		case localInjection, localValidation:
-			whose = " (the cluster's own istiod)"
+		switch {
+		case t == localmesh.MeshInjectionURL(id):
+			whose = " (the mesh control plane, by URL)"
+		case strings.HasPrefix(t, serviceAddress) && address.flavour() == addressLocal:
+			whose = " (Service istiod: the cluster's own istiod)"
+		case strings.HasPrefix(t, serviceAddress) && address.exists:
+			whose = " (Service istiod: the mesh control plane)"
 		}
 		noun := "webhooks"
 		if count[t] == 1 {

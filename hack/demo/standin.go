@@ -22,12 +22,14 @@ import (
 )
 
 // rootCertConfigMap is where a running istiod publishes its root certificate.
-const rootCertConfigMap = "istio-ca-root-cert"
+const rootCertConfigMap = localmesh.RootCertConfigMap
 
-// runStandIn does in a data-plane cluster what envtest has nobody for, until ctx ends:
-// what the Deployment controller and the kubelet would (every Deployment reports its
-// replicas of its current generation available) and what a started istiod would
-// (publish the root certificate of the cacerts the operator gave it).
+// runStandIn does in a cluster what envtest has nobody for, until ctx ends: what the
+// Deployment controller and the kubelet would (every Deployment, the mesh istiod of
+// Istio's chart and the gateways included, reports its replicas of its current
+// generation available) and what the operator's istiod would once started (publish
+// the root certificate of the cacerts the operator gave it). The mesh istiod's root
+// certificate in the data-plane clusters is localmesh's, as installed.
 func runStandIn(ctx context.Context, c *localmesh.Cluster, out *printer) {
 	announced := false
 	_ = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {

@@ -4,27 +4,54 @@ import (
 	"context"
 	"fmt"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshfleet/remote-istiod-operator/internal/manager"
-	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
-// MeshIstiodURL is where the mesh control plane serves sidecar injection for a
-// data-plane cluster, as Istio's remote profile configures it.
-func MeshIstiodURL(clusterID string) string {
-	return "https://istiod.mesh.example:15017/inject/cluster/" + clusterID + "/net/network-1"
+// Network is the network of every cluster of the local mesh (global.network).
+const Network = "network-1"
+
+// MeshID is the mesh ID of every cluster of the local mesh (global.meshID).
+const MeshID = "mesh1"
+
+// The two flavours of control plane address Istio's remote profile gives a data-plane
+// cluster: Service istio-system/istiod, which sidecars and the profile's webhooks use to
+// reach the mesh's istiod.
+const (
+	// AddressExternalName: global.remotePilotAddress is a host name (MeshPilotHost), so
+	// Service istiod is of type ExternalName; the injector calls the mesh's istiod by
+	// URL (istiodRemote.injectionURL, MeshInjectionURL).
+	AddressExternalName = switching.FlavourExternalName
+	// AddressEndpointSlice: global.remotePilotAddress is an IP
+	// (istiochart.DocumentationAddress), so Service istiod selects nothing and an
+	// EndpointSlice holds the IP; the injector calls Service istiod.
+	AddressEndpointSlice = switching.FlavourEndpointSlice
+)
+
+// MeshPilotHost is the remote pilot address of the ExternalName flavour: a loopback
+// name, so that nothing leaves the machine.
+const MeshPilotHost = "localhost"
+
+// DataPlane is a data-plane cluster to start: its ID and the flavour of its control
+// plane address (AddressExternalName or AddressEndpointSlice).
+type DataPlane struct {
+	ID      string
+	Address string
 }
 
-// MeshValidationURL is where the remote profile sends validation (base.validationURL).
-const MeshValidationURL = "https://istiod.mesh.example:15017/validate"
+// MeshInjectionURL is where the injector of a cluster of the ExternalName flavour sends
+// pods (istiodRemote.injectionURL): the mesh istiod's injection path for the cluster and
+// network, at a loopback port nothing listens on.
+func MeshInjectionURL(clusterID string) string {
+	return "https://127.0.0.1:1" + istiochart.InjectionPath(clusterID, Network)
+}
 
 // Gateways are the Istio gateway Deployments of every data-plane cluster, as
 // "namespace/name".
@@ -33,73 +60,98 @@ var Gateways = []string{Namespace + "/istio-eastwestgateway", Namespace + "/isti
 // AppDeployment is an ordinary workload of every data-plane cluster.
 const AppDeployment = "default/httpbin"
 
-// installManagedDataPlane puts into a data-plane cluster what Istio's remote profile
-// installs there under a managed control plane: the control plane namespace, led by
-// the mesh's istiod; the sidecar injector and the validator, which call the mesh's
-// istiod; the mesh's root certificate as that istiod publishes it; the ingress and
-// east-west gateways. An ordinary workload stands beside them.
-func (c *Cluster) installManagedDataPlane(ctx context.Context, scheme *runtime.Scheme, meshRoot []byte) error {
-	injector, err := managedInjector(c.ID, meshRoot, scheme)
+// RootCertConfigMap is where an istiod publishes its root certificate.
+const RootCertConfigMap = "istio-ca-root-cert"
+
+// dataPlaneObjects are what a data-plane cluster under the mesh control plane holds:
+// the control plane namespace, led by the mesh's istiod; Istio's remote profile
+// (rendered from Istio's base and istio-discovery charts) of the cluster's flavour; the
+// mesh's root certificate as the mesh's istiod publishes it; the ingress and
+// east-west gateways as Istio's gateway chart renders them; an ordinary workload.
+func dataPlaneObjects(dp DataPlane, meshRoot []byte) ([]client.Object, error) {
+	opts := istiochart.RemoteOptions{
+		Namespace:         Namespace,
+		ClusterID:         dp.ID,
+		Network:           Network,
+		MeshID:            MeshID,
+		InjectionCABundle: meshRoot,
+	}
+	switch dp.Address {
+	case AddressExternalName:
+		opts.RemotePilotAddress, opts.InjectionURL = MeshPilotHost, MeshInjectionURL(dp.ID)
+	case AddressEndpointSlice:
+		opts.RemotePilotAddress = istiochart.DocumentationAddress
+	default:
+		return nil, fmt.Errorf("cluster %s: unknown control plane address flavour %q (want %s or %s)",
+			dp.ID, dp.Address, AddressExternalName, AddressEndpointSlice)
+	}
+	remote, err := istiochart.RemoteProfile(opts)
+	if err != nil {
+		return nil, fmt.Errorf("rendering Istio's remote profile for %s: %w", dp.ID, err)
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
+			Annotations: map[string]string{switching.LeadAnnotation: MeshClusterID}}},
+	}
+	objs = append(objs, unstructuredObjects(remote)...)
+	objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: RootCertConfigMap, Namespace: Namespace},
+		Data: map[string]string{"root-cert.pem": string(meshRoot)}})
+	for _, gw := range []struct {
+		name   string
+		values map[string]any
+	}{
+		{"istio-ingressgateway", nil},
+		{"istio-eastwestgateway", map[string]any{"networkGateway": Network}},
+	} {
+		rendered, err := istiochart.Render("gateway", gw.name, Namespace, gw.values)
+		if err != nil {
+			return nil, fmt.Errorf("rendering Istio's gateway chart for %s: %w", gw.name, err)
+		}
+		objs = append(objs, unstructuredObjects(rendered)...)
+	}
+	objs = append(objs, deployment("default", "httpbin", map[string]string{"app": "httpbin"}, "docker.io/mccutchen/go-httpbin:v2.15.0"))
+	return objs, nil
+}
+
+// installDataPlane creates a data-plane cluster's objects.
+func (c *Cluster) installDataPlane(ctx context.Context, meshRoot []byte) error {
+	objs, err := dataPlaneObjects(DataPlane{ID: c.ID, Address: c.Address}, meshRoot)
 	if err != nil {
 		return err
 	}
-	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
-		Annotations: map[string]string{switching.LeadAnnotation: MeshClusterID}}}
-	rootCert := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: Namespace},
-		Data: map[string]string{"root-cert.pem": string(meshRoot)}}
-	objs := []client.Object{namespace, injector, managedValidator(meshRoot), rootCert,
-		gateway("istio-ingressgateway", "ingressgateway"),
-		gateway("istio-eastwestgateway", "eastwestgateway"),
-		deployment("default", "httpbin", map[string]string{"app": "httpbin"}, "docker.io/mccutchen/go-httpbin:v2.15.0"),
-	}
+	_, err = c.createAll(ctx, objs)
+	return err
+}
+
+// createAll creates objects in order; one whose kind the API server does not serve
+// (a CRD that is not installed) is skipped and returned.
+func (c *Cluster) createAll(ctx context.Context, objs []client.Object) (skipped []client.Object, err error) {
 	for _, o := range objs {
-		if err := c.Client.Create(ctx, o); err != nil {
-			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		err := c.Client.Create(ctx, o)
+		if meta.IsNoMatchError(err) {
+			skipped = append(skipped, o)
+			continue
+		}
+		if err != nil {
+			return skipped, fmt.Errorf("creating %s %s in %s: %w", kindOf(o), client.ObjectKeyFromObject(o), c.ID, err)
 		}
 	}
-	return nil
+	return skipped, nil
 }
 
-// managedInjector is the remote profile's injector: Istio's webhooks and selectors,
-// each calling the mesh's istiod by URL.
-func managedInjector(clusterID string, meshRoot []byte, scheme *runtime.Scheme) (*admissionv1.MutatingWebhookConfiguration, error) {
-	in := render.Inputs{ClusterID: clusterID, Namespace: Namespace, Version: manager.DefaultIstioVersion, Hub: "docker.io/istio"}
-	obj, err := render.InjectionWebhook(in, meshRoot, scheme)
-	if err != nil {
-		return nil, err
+func kindOf(o client.Object) string {
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		return u.GetKind()
 	}
-	mwc := obj.(*admissionv1.MutatingWebhookConfiguration)
-	// Labels of the mesh control plane's installation, not of this operator.
-	mwc.Labels = map[string]string{"app": "sidecar-injector", "istio.io/rev": "default", "release": "istio"}
-	for i := range mwc.Webhooks {
-		mwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: ptr.To(MeshIstiodURL(clusterID)), CABundle: meshRoot}
-	}
-	return mwc, nil
+	return fmt.Sprintf("%T", o)
 }
 
-// managedValidator is the remote profile's validator of Istio configuration.
-func managedValidator(meshRoot []byte) *admissionv1.ValidatingWebhookConfiguration {
-	return &admissionv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-istio-system", Labels: map[string]string{"app": "istiod", "istio.io/rev": "default"}},
-		Webhooks: []admissionv1.ValidatingWebhook{{
-			Name:         "rev.validation.istio.io",
-			ClientConfig: admissionv1.WebhookClientConfig{URL: ptr.To(MeshValidationURL), CABundle: meshRoot},
-			Rules: []admissionv1.RuleWithOperations{{
-				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-				Rule: admissionv1.Rule{APIGroups: []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"},
-					APIVersions: []string{"*"}, Resources: []string{"*"}},
-			}},
-			// Istio's chart starts with Ignore; istiod tightens it once it serves.
-			FailurePolicy:           ptr.To(admissionv1.Ignore),
-			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
+func unstructuredObjects(objs []*unstructured.Unstructured) []client.Object {
+	out := make([]client.Object, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o)
 	}
-}
-
-func gateway(name, istioLabel string) *appsv1.Deployment {
-	return deployment(Namespace, name, map[string]string{"app": name, "istio": istioLabel},
-		"docker.io/istio/proxyv2:"+manager.DefaultIstioVersion)
+	return out
 }
 
 func deployment(namespace, name string, labels map[string]string, image string) *appsv1.Deployment {

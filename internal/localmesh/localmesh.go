@@ -1,13 +1,20 @@
 // Package localmesh runs a service mesh's clusters on this machine: a real
 // kube-apiserver and etcd (envtest) for the mesh cluster and for each data-plane
-// cluster, prepared as a mesh with a managed control plane has them. There is no
+// cluster, prepared as a mesh with a managed control plane has them: the mesh
+// cluster's istiod and each data-plane cluster's remote profile are the objects Istio's
+// own Helm charts render (internal/istiochart), not imitations of them. There is no
 // kubelet: objects are stored and served, nothing runs.
+//
+// Nothing the API servers do leaves the machine: Services get loopback ClusterIPs
+// (internal/localapi), webhook URLs and ExternalNames are loopback ones, and the only
+// address in an EndpointSlice is istiochart.DocumentationAddress, which is never routed.
 package localmesh
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +27,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
@@ -40,8 +48,8 @@ type Options struct {
 	AssetsDir string
 	// MeshCRDDirs hold the CRDs the mesh cluster has (the operator's and Istio's).
 	MeshCRDDirs []string
-	// DataPlanes are the IDs of the data-plane clusters.
-	DataPlanes []string
+	// DataPlanes are the data-plane clusters.
+	DataPlanes []DataPlane
 	// Progress, when set, is told about each step.
 	Progress func(msg string)
 }
@@ -56,10 +64,13 @@ type Mesh struct {
 
 // Cluster is one running API server and an administrator's client for it.
 type Cluster struct {
-	ID     string
-	Config *rest.Config
-	Client client.Client
-	env    *envtest.Environment
+	ID string
+	// Address is the flavour of a data-plane cluster's control plane address
+	// (AddressExternalName or AddressEndpointSlice) as installed; "" for the mesh.
+	Address string
+	Config  *rest.Config
+	Client  client.Client
+	env     *envtest.Environment
 }
 
 // Start starts every API server, prepares each cluster and registers the data-plane
@@ -76,13 +87,14 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	}
 	m := &Mesh{Mesh: &Cluster{ID: MeshClusterID, env: localapi.New(&envtest.Environment{
 		BinaryAssetsDirectory: opts.AssetsDir, CRDDirectoryPaths: opts.MeshCRDDirs, ErrorIfCRDPathMissing: true})}}
-	for _, id := range opts.DataPlanes {
-		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: id, env: localapi.New(&envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir})})
+	for _, dp := range opts.DataPlanes {
+		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: dp.ID, Address: dp.Address,
+			env: localapi.New(&envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir})})
 	}
 	if err := m.startAll(scheme, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
 	}
-	if err := m.prepare(ctx, scheme, progress); err != nil {
+	if err := m.prepare(ctx, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
 	}
 	return m, nil
@@ -105,7 +117,7 @@ func (m *Mesh) startAll(scheme *runtime.Scheme, progress func(string)) error {
 	return errors.Join(errs...)
 }
 
-func (m *Mesh) prepare(ctx context.Context, scheme *runtime.Scheme, progress func(string)) error {
+func (m *Mesh) prepare(ctx context.Context, progress func(string)) error {
 	m.CA = catest.MeshCACerts(meshCALifetime)
 	if err := m.Mesh.createNamespace(ctx, Namespace); err != nil {
 		return err
@@ -115,17 +127,47 @@ func (m *Mesh) prepare(ctx context.Context, scheme *runtime.Scheme, progress fun
 		return fmt.Errorf("creating the mesh CA: %w", err)
 	}
 	progress("mesh: namespace istio-system, Istio's CRDs and the mesh CA (Secret istio-system/cacerts)")
+	istiod, err := meshControlPlaneObjects()
+	if err != nil {
+		return err
+	}
+	skipped, err := m.Mesh.createAll(ctx, istiod)
+	if err != nil {
+		return err
+	}
+	progress(fmt.Sprintf("mesh: the mesh istiod, %d objects of Istio's istio-discovery chart (ConfigMaps istio and istio-sidecar-injector, "+
+		"Deployment istiod with image %s/pilot:%s, ...), outboundTrafficPolicy %s, accessLogFile %s, proxy memory limit %s%s",
+		len(istiod)-len(skipped), MeshHub, MeshIstioVersion, MeshOutboundTrafficPolicy, MeshAccessLogFile, MeshProxyMemoryLimit, skippedNote(skipped)))
 	for _, dp := range m.DataPlanes {
-		if err := dp.installManagedDataPlane(ctx, scheme, m.CA[ca.RootCert]); err != nil {
+		if err := dp.installDataPlane(ctx, m.CA[ca.RootCert]); err != nil {
 			return fmt.Errorf("preparing %s: %w", dp.ID, err)
 		}
 		if err := m.register(ctx, dp); err != nil {
 			return fmt.Errorf("registering %s: %w", dp.ID, err)
 		}
-		progress(fmt.Sprintf("%s: the mesh control plane's sidecar injector and gateways; registered with remote secret istio-system/%s",
-			dp.ID, RemoteSecretName(dp.ID)))
+		progress(fmt.Sprintf("%s: Istio's remote profile, control plane address %s; gateways of Istio's gateway chart; registered with remote secret istio-system/%s",
+			dp.ID, describeFlavour(dp), RemoteSecretName(dp.ID)))
 	}
 	return nil
+}
+
+// describeFlavour says how a data-plane cluster reaches the mesh control plane.
+func describeFlavour(dp *Cluster) string {
+	if dp.Address == AddressExternalName {
+		return fmt.Sprintf("Service istiod of type ExternalName %s, injector calling %s", MeshPilotHost, MeshInjectionURL(dp.ID))
+	}
+	return fmt.Sprintf("selector-less Service istiod with an EndpointSlice (%s), injector calling Service istiod", istiochart.DocumentationAddress)
+}
+
+func skippedNote(skipped []client.Object) string {
+	if len(skipped) == 0 {
+		return ""
+	}
+	var names []string
+	for _, o := range skipped {
+		names = append(names, kindOf(o)+" "+o.GetName())
+	}
+	return fmt.Sprintf("; skipped, as the API server does not serve their kinds: %s", strings.Join(names, ", "))
 }
 
 // register adds a data-plane cluster to the mesh as istioctl create-remote-secret does.
@@ -175,6 +217,9 @@ func (c *Cluster) start(scheme *runtime.Scheme) error {
 		return fmt.Errorf("starting the API server of %s: %w", c.ID, err)
 	}
 	c.Config = cfg
+	if err := localapi.CheckServiceRange(context.Background(), cfg); err != nil {
+		return err
+	}
 	c.Client, err = client.New(cfg, client.Options{Scheme: scheme})
 	return err
 }
