@@ -194,15 +194,17 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return r.applyFailed(w, err)
 	}
 	in.CACertsFingerprint = fingerprint
+	foreignValidators, err := managedValidators(ctx, w.remote.GetAPIReader())
+	if err != nil {
+		return r.applyFailed(w, err)
+	}
+	in.ForeignValidators = len(foreignValidators) > 0
 	w.status.DesiredReplicas = ptrOr(in.Entry.Replicas, 2)
 	objs, err := render.Render(in, r.Scheme)
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonRenderFailed, "cannot render istiod: %v; fix the ASMMeshConfig", err)
 		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
 		return ctrl.Result{}, nil // only a spec change can fix this
-	}
-	if objs, err = withoutForeignValidators(ctx, w.remote.GetAPIReader(), objs); err != nil {
-		return r.applyFailed(w, err)
 	}
 	if objs, err = r.withoutForeignAddress(ctx, w, objs); err != nil {
 		return r.applyFailed(w, err)

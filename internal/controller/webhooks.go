@@ -50,28 +50,6 @@ func managedValidators(ctx context.Context, reader client.Reader) ([]admissionv1
 	return out, nil
 }
 
-// withoutForeignValidators drops the rendered validation webhook configurations whose
-// name the mesh control plane already uses in the cluster: the switch takes those over
-// in place instead, so the cluster never holds two configurations of one name.
-func withoutForeignValidators(ctx context.Context, reader client.Reader, objs []client.Object) ([]client.Object, error) {
-	foreign, err := managedValidators(ctx, reader)
-	if err != nil {
-		return nil, err
-	}
-	taken := map[string]bool{}
-	for _, vwc := range foreign {
-		taken[vwc.Name] = true
-	}
-	out := objs[:0:0]
-	for _, obj := range objs {
-		if _, ok := obj.(*admissionv1.ValidatingWebhookConfiguration); ok && taken[obj.GetName()] {
-			continue
-		}
-		out = append(out, obj)
-	}
-	return out, nil
-}
-
 // getRecorded reads the live object of a record; false when it was removed or
 // replaced by its owner, which leaves nothing of the switch's to keep up or give back.
 func getRecorded(ctx context.Context, reader client.Reader, name string, uid types.UID, obj client.Object) (bool, error) {

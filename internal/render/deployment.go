@@ -110,6 +110,12 @@ func (r *renderer) env() []corev1.EnvVar {
 		// switch they belong to the mesh control plane and must not be touched.
 		corev1.EnvVar{Name: "INJECTION_WEBHOOK_CONFIG_NAME", Value: ""},
 	)
+	if r.in.ForeignValidators {
+		// An empty name turns istiod's validation controller off (it still serves
+		// /validate): it would otherwise set caBundle and failurePolicy of the remote
+		// profile's validators before the switch (pilot/pkg/bootstrap/validation.go).
+		env = append(env, corev1.EnvVar{Name: "VALIDATION_WEBHOOK_CONFIG_NAME", Value: ""})
+	}
 	limit := func(name, res string, divisor *resource.Quantity) corev1.EnvVar {
 		sel := &corev1.ResourceFieldSelector{Resource: res}
 		if divisor != nil {

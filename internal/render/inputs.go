@@ -45,6 +45,12 @@ type Inputs struct {
 	// MeshSettings are the mesh control plane's own injector and mesh configuration;
 	// their empty parts render the operator's defaults.
 	MeshSettings MeshSettings
+	// ForeignValidators is true when the cluster has Istio validation webhooks of the
+	// mesh control plane (the remote profile's istiod-default-validator). istiod's
+	// validation controller patches every validator labelled with its revision, so
+	// the local istiod then runs without it and renders no validator of its own: the
+	// switch points those validators at it, and the operator keeps their caBundle.
+	ForeignValidators bool
 	// CACertsFingerprint changes when istiod's signing CA (the cacerts Secret) does;
 	// it is a pod template annotation so that a new CA rolls istiod.
 	CACertsFingerprint string

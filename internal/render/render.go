@@ -59,7 +59,9 @@ func Render(in Inputs, scheme *runtime.Scheme) ([]client.Object, error) {
 	if pdb := r.podDisruptionBudget(); pdb != nil {
 		objs = append(objs, pdb)
 	}
-	objs = append(objs, r.validationWebhook())
+	if !in.ForeignValidators {
+		objs = append(objs, r.validationWebhook())
+	}
 	return withKinds(objs, scheme)
 }
 

@@ -32,8 +32,8 @@ import (
 // installed is what the operator owns in cluster-2, which had no Istio CRDs, before the
 // switch: istiod and the CRDs the mirror needs. Not Service istiod: the remote profile
 // has one, the cluster's control plane address, which the switch makes lead to the
-// local istiod instead.
-var installed = sorted(append(istioCRDNames(), without(fullIstiod, addressService)...))
+// local istiod instead. Nor a validator: the remote profile's is taken over in place.
+var installed = sorted(append(istioCRDNames(), without(without(fullIstiod, addressService), ownValidator)...))
 
 // installedOneReplica is what it owns in cluster-1 with one istiod replica: no
 // PodDisruptionBudget.
