@@ -29,6 +29,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 	"github.com/meshfleet/remote-istiod-operator/internal/testkubelet"
 )
@@ -76,8 +77,7 @@ func istioVersion(t *testing.T, binary string) string {
 // nothing outside this machine is ever addressed, and installs the CRDs of crdDirs.
 func startAPIServer(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, *runtime.Scheme) {
 	t.Helper()
-	env := &envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: len(crdDirs) > 0}
-	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "127.100.0.0/24")
+	env := localapi.New(&envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: len(crdDirs) > 0})
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
