@@ -11,6 +11,9 @@ CRD_REF_DOCS ?= go tool -modfile=hack/tools/go.mod crd-ref-docs
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # envtest's kube-apiserver and etcd, built once from their Go modules and cached outside the clone.
 ENVTEST_ASSETS = $$(hack/envtest-assets.sh)
+# Istio's pilot-discovery for the tests that run a real istiod, built once from the
+# istio.io/istio module in go.mod and cached outside the clone.
+PILOT_DISCOVERY_BIN = $$(hack/pilot-discovery.sh)
 TEST_TIMEOUT ?= 30m
 # The Helm chart carries copies of the generated CRD and RBAC rules (`make manifests` refreshes them).
 CHART = config/charts/remote-istiod-operator
@@ -79,7 +82,7 @@ verify-generated: generate manifests istio-crds api-docs ## Fail if generated fi
 
 .PHONY: test
 test: verify-generated vet ## Run all tests: unit, golden and the multi-cluster envtest suite.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -race -timeout $(TEST_TIMEOUT) -count=1
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" PILOT_DISCOVERY="$(PILOT_DISCOVERY_BIN)" go test ./... -race -timeout $(TEST_TIMEOUT) -count=1
 
 .PHONY: demo
 demo: ## Run the operator on a local mesh of three API servers and show it at work (DEMO_ONCE=1: check the outcome and exit).
