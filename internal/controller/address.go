@@ -122,7 +122,7 @@ func (r *ClusterReconciler) serveAddress(ctx context.Context, w *clusterWork, re
 	case switching.AddressChanged:
 		// Not the remote profile's any more (an upgrade of it would be), nor ours:
 		// somebody means it; the operator does not fight them.
-		return fmt.Errorf("Service %s/%s in cluster %s is %s, which is neither the local istiod nor the remote profile's %s: %w; "+
+		return fmt.Errorf("the Service %s/%s in cluster %s is %s, which is neither the local istiod nor the remote profile's %s: %w; "+
 			"make it lead to one of them again", svc.Namespace, svc.Name, w.id, describeService(svc), describeAddress(rec), errAddressChanged)
 	case switching.AddressAsRecorded:
 		if err := r.patchService(ctx, w, svc, switching.ToLocal()); err != nil {
@@ -165,7 +165,7 @@ func (r *ClusterReconciler) giveBackAddress(ctx context.Context, w *clusterWork,
 	if live {
 		switch rec.StateOf(svc) {
 		case switching.AddressChanged:
-			return fmt.Errorf("Service %s/%s in cluster %s is %s: %w; make it lead to the mesh control plane again "+
+			return fmt.Errorf("the Service %s/%s in cluster %s is %s: %w; make it lead to the mesh control plane again "+
 				"(as the remote profile has it: %s) and the removal goes on", svc.Namespace, svc.Name, w.id, describeService(svc), errAddressChanged, describeAddress(rec))
 		case switching.AddressLocal:
 			if err := r.patchService(ctx, w, svc, rec.Back()); err != nil {

@@ -63,7 +63,7 @@ type EndpointsRecord struct {
 	UID         types.UID               `json:"uid"`
 	Labels      map[string]string       `json:"labels,omitempty"`
 	Annotations map[string]string       `json:"annotations,omitempty"`
-	Subsets     []corev1.EndpointSubset `json:"subsets,omitempty"`
+	Subsets     []corev1.EndpointSubset `json:"subsets,omitempty"` //nolint:staticcheck // Istio 1.22-1.27 write core Endpoints
 }
 
 // controllerManaged are the managers of EndpointSlices that Kubernetes itself keeps:
@@ -93,14 +93,14 @@ func ClassifyAddress(svc *corev1.Service, slices []discoveryv1.EndpointSlice, en
 	case svc.Spec.Type == corev1.ServiceTypeExternalName:
 		return FlavourExternalName, nil
 	case len(svc.Spec.Selector) > 0:
-		return "", fmt.Errorf("Service %s/%s selects pods (%v): the cluster already runs a control plane of its own, not Istio's remote profile; "+
+		return "", fmt.Errorf("the Service %s/%s selects pods (%v): the cluster already runs a control plane of its own, not Istio's remote profile; "+
 			"the operator does not take it over", svc.Namespace, svc.Name, svc.Spec.Selector)
 	case len(slices) > 0:
 		return FlavourEndpointSlice, nil
 	case endpoints != nil:
 		return FlavourEndpoints, nil
 	}
-	return "", fmt.Errorf("Service %s/%s has neither a selector, an external name nor endpoints: it leads nowhere, "+
+	return "", fmt.Errorf("the Service %s/%s has neither a selector, an external name nor endpoints: it leads nowhere, "+
 		"so it is not Istio's remote profile; fix or remove it", svc.Namespace, svc.Name)
 }
 
@@ -213,8 +213,8 @@ func (r *EndpointsRecord) RestoreEndpoints(ep *corev1.Endpoints) bool { //nolint
 }
 
 // DeepCopySubsets copies the recorded subsets.
-func (r *EndpointsRecord) DeepCopySubsets() []corev1.EndpointSubset {
-	out := make([]corev1.EndpointSubset, len(r.Subsets))
+func (r *EndpointsRecord) DeepCopySubsets() []corev1.EndpointSubset { //nolint:staticcheck // see Subsets
+	out := make([]corev1.EndpointSubset, len(r.Subsets)) //nolint:staticcheck // see Subsets
 	for i := range r.Subsets {
 		r.Subsets[i].DeepCopyInto(&out[i])
 	}
