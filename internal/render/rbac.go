@@ -18,7 +18,8 @@ func rule(groups, resources, verbs []string) rbacv1.PolicyRule {
 
 func one(s string) []string { return []string{s} }
 
-// istiodClusterRules are istiod's cluster-wide permissions, as the chart grants them.
+// istiodClusterRules are istiod's cluster-wide permissions, as the chart grants them
+// (templates/clusterrole.yaml of istio-discovery at each release tag).
 func istiodClusterRules(v Version) []rbacv1.PolicyRule {
 	rules := []rbacv1.PolicyRule{
 		rule(one("admissionregistration.k8s.io"), one("mutatingwebhookconfigurations"), []string{"get", "list", "watch", "update", "patch"}),
@@ -26,13 +27,18 @@ func istiodClusterRules(v Version) []rbacv1.PolicyRule {
 		rule(istioAPIs, one("*"), readVerbs),
 		rule(one("networking.istio.io"), one("workloadentries"), allVerbs),
 	}
-	if v.AtLeast(26) {
-		// istiod writes status of ServiceEntries, AuthorizationPolicies and Services.
+	switch {
+	case v.AtLeast(24):
+		// istiod writes the status of ServiceEntries, AuthorizationPolicies and Services.
 		rules = append(rules,
 			rule(one("networking.istio.io"), []string{"workloadentries/status", "serviceentries/status"}, allVerbs),
 			rule(one("security.istio.io"), one("authorizationpolicies/status"), allVerbs),
 			rule(one(""), one("services/status"), allVerbs))
-	} else {
+	case v.AtLeast(23):
+		rules = append(rules,
+			rule(one("networking.istio.io"), one("workloadentries/status"), allVerbs),
+			rule(one("networking.istio.io"), one("serviceentries/status"), []string{"get", "watch", "list", "update", "patch"}))
+	default:
 		rules = append(rules, rule(one("networking.istio.io"), one("workloadentries/status"), allVerbs))
 	}
 	rules = append(rules,
@@ -45,29 +51,58 @@ func istiodClusterRules(v Version) []rbacv1.PolicyRule {
 		rule(one("authentication.k8s.io"), one("tokenreviews"), one("create")),
 		rule(one("authorization.k8s.io"), one("subjectaccessreviews"), one("create")),
 	)
-	if v.AtLeast(26) {
-		rules = append(rules,
-			rule([]string{"gateway.networking.k8s.io", "gateway.networking.x-k8s.io"}, one("*"), readVerbs),
-			rule(one("gateway.networking.x-k8s.io"), one("xbackendtrafficpolicies/status"), []string{"update", "patch"}),
-			rule(one("gateway.networking.k8s.io"), []string{"backendtlspolicies/status", "gatewayclasses/status", "gateways/status",
-				"grpcroutes/status", "httproutes/status", "referencegrants/status", "tcproutes/status", "tlsroutes/status",
-				"udproutes/status", "listenersets/status"}, []string{"update", "patch"}),
-			rule(one("gateway.networking.k8s.io"), one("gatewayclasses"), []string{"create", "update", "patch", "delete"}),
-			rule(one("inference.networking.k8s.io"), one("inferencepools"), readVerbs),
-			rule(one("inference.networking.k8s.io"), one("inferencepools/status"), []string{"update", "patch"}),
-		)
-	} else {
-		rules = append(rules,
-			rule([]string{"networking.x-k8s.io", "gateway.networking.k8s.io"}, one("*"), readVerbs),
-			rule([]string{"networking.x-k8s.io", "gateway.networking.k8s.io"}, one("*"), []string{"update", "patch"}),
-			rule(one("gateway.networking.k8s.io"), one("gatewayclasses"), []string{"create", "update", "patch", "delete"}),
-		)
-	}
-	return append(rules,
+	return append(append(rules, gatewayAPIRules(v)...),
 		rule(one(""), one("secrets"), readVerbs),
 		rule(one("multicluster.x-k8s.io"), one("serviceexports"), []string{"get", "watch", "list", "create", "delete"}),
 		rule(one("multicluster.x-k8s.io"), one("serviceimports"), readVerbs),
 	)
+}
+
+// gatewayAPIRules are istiod's Gateway API (and inference extension) permissions.
+// Before 1.24 it may write every resource of the Gateway API groups, networking.x-k8s.io
+// included; from 1.24 only the status of the kinds it reconciles. 1.26 adds the
+// experimental group gateway.networking.x-k8s.io, 1.27 ListenerSets (experimental until
+// 1.30) and InferencePools (inference.networking.x-k8s.io, inference.networking.k8s.io
+// from 1.28).
+func gatewayAPIRules(v Version) []rbacv1.PolicyRule {
+	gatewayClasses := rule(one("gateway.networking.k8s.io"), one("gatewayclasses"), []string{"create", "update", "patch", "delete"})
+	if !v.AtLeast(24) {
+		groups := []string{"networking.x-k8s.io", "gateway.networking.k8s.io"}
+		return []rbacv1.PolicyRule{rule(groups, one("*"), readVerbs), rule(groups, one("*"), []string{"update", "patch"}), gatewayClasses}
+	}
+	statusVerbs := []string{"update", "patch"}
+	status := []string{"backendtlspolicies/status", "gatewayclasses/status", "gateways/status", "grpcroutes/status",
+		"httproutes/status", "referencegrants/status", "tcproutes/status", "tlsroutes/status", "udproutes/status"}
+	if v.AtLeast(30) {
+		status = append(status, "listenersets/status")
+	}
+	if !v.AtLeast(26) {
+		return []rbacv1.PolicyRule{
+			rule(one("gateway.networking.k8s.io"), one("*"), readVerbs),
+			rule(one("gateway.networking.k8s.io"), status, statusVerbs),
+			gatewayClasses,
+		}
+	}
+	experimental := []string{"xbackendtrafficpolicies/status"}
+	if v.AtLeast(27) && !v.AtLeast(30) {
+		experimental = append(experimental, "xlistenersets/status")
+	}
+	rules := []rbacv1.PolicyRule{
+		rule([]string{"gateway.networking.k8s.io", "gateway.networking.x-k8s.io"}, one("*"), readVerbs),
+		rule(one("gateway.networking.x-k8s.io"), experimental, statusVerbs),
+		rule(one("gateway.networking.k8s.io"), status, statusVerbs),
+		gatewayClasses,
+	}
+	if v.AtLeast(27) {
+		inference := "inference.networking.x-k8s.io"
+		if v.AtLeast(28) {
+			inference = "inference.networking.k8s.io"
+		}
+		rules = append(rules,
+			rule(one(inference), one("inferencepools"), readVerbs),
+			rule(one(inference), one("inferencepools/status"), statusVerbs))
+	}
+	return rules
 }
 
 // gatewayControllerRules let istiod deploy Gateway API gateways.
