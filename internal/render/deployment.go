@@ -103,12 +103,13 @@ func (r *renderer) env() []corev1.EnvVar {
 		env = append(env, corev1.EnvVar{Name: "CA_TRUSTED_NODE_ACCOUNTS", Value: r.in.Namespace + "/ztunnel"})
 	}
 	env = append(env,
+		// The operator, not istiod, keeps the injection webhooks' caBundle: until the
+		// switch they belong to the mesh control plane and must not be touched. It is
+		// where the chart puts its env values.
+		corev1.EnvVar{Name: "INJECTION_WEBHOOK_CONFIG_NAME", Value: ""},
 		corev1.EnvVar{Name: "PILOT_TRACE_SAMPLING", Value: "1"},
 		corev1.EnvVar{Name: "PILOT_ENABLE_ANALYSIS", Value: "false"},
 		corev1.EnvVar{Name: "CLUSTER_ID", Value: r.in.ClusterID},
-		// The operator, not istiod, keeps the injection webhooks' caBundle: until the
-		// switch they belong to the mesh control plane and must not be touched.
-		corev1.EnvVar{Name: "INJECTION_WEBHOOK_CONFIG_NAME", Value: ""},
 	)
 	if r.in.ForeignValidators {
 		// An empty name turns istiod's validation controller off (it still serves
@@ -123,11 +124,19 @@ func (r *renderer) env() []corev1.EnvVar {
 		}
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: sel}}
 	}
-	if r.v.AtLeast(29) {
-		env = append(env, limit("GOMAXPROCS", "limits.cpu", ptr.To(resource.MustParse("1"))))
-	} else {
-		env = append(env, limit("GOMEMLIMIT", "limits.memory", nil), limit("GOMAXPROCS", "limits.cpu", nil))
+	// The chart gives GOMAXPROCS a divisor of 1 from 1.24 and GOMEMLIMIT from 1.26,
+	// and drops GOMEMLIMIT in 1.29.
+	var cpuDivisor, memoryDivisor *resource.Quantity
+	if r.v.AtLeast(24) {
+		cpuDivisor = ptr.To(resource.MustParse("1"))
 	}
+	if r.v.AtLeast(26) {
+		memoryDivisor = ptr.To(resource.MustParse("1"))
+	}
+	if !r.v.AtLeast(29) {
+		env = append(env, limit("GOMEMLIMIT", "limits.memory", memoryDivisor))
+	}
+	env = append(env, limit("GOMAXPROCS", "limits.cpu", cpuDivisor))
 	return append(env, corev1.EnvVar{Name: "PLATFORM", Value: ""})
 }
 
@@ -175,8 +184,10 @@ func (r *renderer) podAnnotations() map[string]string {
 func (r *renderer) deployment() *appsv1.Deployment {
 	e := r.in.Entry
 	volumes, mounts := r.volumes()
-	podLabels := r.pilotLabels(map[string]string{
-		"app": "istiod", "istio": "pilot", "sidecar.istio.io/inject": "false", "istio.io/dataplane-mode": "none",
+	// The chart's pod labels are pilotLabels without release.
+	podLabels := r.labels(map[string]string{
+		"app": "istiod", "istio": "pilot", "istio.io/rev": "default", "install.operator.istio.io/owning-resource": "unknown",
+		"operator.istio.io/component": "Pilot", "sidecar.istio.io/inject": "false", "istio.io/dataplane-mode": "none",
 	})
 	tolerations := append([]corev1.Toleration{{Key: "cni.istio.io/not-ready", Operator: corev1.TolerationOpExists}},
 		e.Tolerations...)

@@ -24,6 +24,10 @@ func (r *renderer) labels(chart map[string]string) map[string]string {
 		out[k] = v
 	}
 	if r.v.AtLeast(24) {
+		// The chart's app.kubernetes.io/name and istio.labels, for the release istiod;
+		// app.kubernetes.io/managed-by stays the operator's.
+		out["app.kubernetes.io/name"] = "istiod"
+		out["app.kubernetes.io/instance"] = "istiod"
 		out["app.kubernetes.io/part-of"] = "istio"
 		out["app.kubernetes.io/version"] = r.in.Version
 	}

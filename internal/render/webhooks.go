@@ -80,7 +80,7 @@ func (r *renderer) validationWebhook() *admissionv1.ValidatingWebhookConfigurati
 		Webhooks: []admissionv1.ValidatingWebhook{{
 			Name: "rev.validation.istio.io",
 			ClientConfig: admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{
-				Name: "istiod", Namespace: r.in.Namespace, Path: ptr.To("/validate"), Port: ptr.To[int32](443)}},
+				Name: "istiod", Namespace: r.in.Namespace, Path: ptr.To("/validate")}}, // port 443, the API server's default
 			Rules: []admissionv1.RuleWithOperations{{
 				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
 				Rule: admissionv1.Rule{
