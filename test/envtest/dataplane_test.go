@@ -344,3 +344,18 @@ func (rc *remoteCluster) rollOut(c context.Context) {
 		_ = rc.client.Status().Update(c, d)
 	}
 }
+
+// expectAsBefore checks that the cluster is as it was before the operator came, object
+// for object, apart from what inventory leaves out (the gateways' restart annotation).
+func (rc *remoteCluster) expectAsBefore() {
+	// Deleting a CRD takes the API server a moment (its objects, then its API).
+	Eventually(func() []string { return keyDifference(rc.inventory(), rc.initial) }).Should(BeEmpty())
+	after := rc.inventory()
+	var changed []string
+	for _, k := range keys(rc.initial) {
+		if v := after[k]; v != rc.initial[k] {
+			changed = append(changed, k+"\n  before: "+rc.initial[k]+"\n  after:  "+v)
+		}
+	}
+	Expect(changed).To(BeEmpty(), "objects changed")
+}
