@@ -91,7 +91,7 @@ func TestRealIstiod(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		t.Run("sidecar.istio.io/proxyCPU sets the proxy's CPU request", func(t *testing.T) {
+		t.Run("annotation proxyCPU sets the proxy's CPU request", func(t *testing.T) {
 			p, err := inject(webhook, inj, appPod("app-2", map[string]string{"sidecar.istio.io/proxyCPU": "300m"}))
 			if err != nil {
 				t.Fatal(err)
@@ -104,7 +104,7 @@ func TestRealIstiod(t *testing.T) {
 				t.Errorf("istio-proxy requests cpu %s, not 300m", got)
 			}
 		})
-		t.Run("traffic.sidecar.istio.io/excludeOutboundPorts excludes the port from capture", func(t *testing.T) {
+		t.Run("annotation excludeOutboundPorts excludes the port from capture", func(t *testing.T) {
 			p, err := inject(webhook, inj, appPod("app-3", map[string]string{"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}))
 			if err != nil {
 				t.Fatal(err)
@@ -123,7 +123,7 @@ func TestRealIstiod(t *testing.T) {
 	// Feature: the cluster's istiod runs with the mesh's mesh config (copied from the
 	// mesh cluster's ConfigMap istio), only the discovery address pointing at itself.
 	// Fails if the operator rendered its own mesh config or did not overlay the address.
-	t.Run("/debug/mesh shows the mesh's REGISTRY_ONLY and the local discovery address", func(t *testing.T) {
+	t.Run("debug endpoint mesh shows the mesh's REGISTRY_ONLY and the local discovery address", func(t *testing.T) {
 		resp, err := http.Get("http://" + e.addresses(t).HTTP + "/debug/mesh")
 		if err != nil {
 			t.Fatal(err)
