@@ -26,7 +26,7 @@ func main() {
 	flag.StringVar(&opts.Settings.Namespace, "control-plane-namespace", "istio-system",
 		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
 	flag.StringVar(&opts.Settings.Hub, "istio-hub", "docker.io/istio", "Default image registry of istiod when the ASMMeshConfig sets no spec.hub.")
-	flag.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Default Istio version when the ASMMeshConfig sets no spec.version.")
+	flag.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Istio version of the remote istiods when the ASMMeshConfig sets no spec.version and the mesh cluster runs no istiod to take it from; empty: the version of Istio's chart in this operator (1.N.0).")
 	flag.DurationVar(&opts.Settings.IntermediateCALifetime, "intermediate-ca-lifetime", 90*24*time.Hour,
 		"Lifetime of the intermediate CA issued to each remote istiod (never past the mesh CA's).")
 	flag.DurationVar(&opts.Settings.IntermediateCARenewBefore, "intermediate-ca-renew-before", 30*24*time.Hour,

@@ -191,6 +191,14 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	}
 	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
 	if err := r.fillMeshSettings(ctx, w, &in); err != nil { // the mesh control plane's injector and mesh config
+		var noSource *noTemplateSourceError
+		if errors.As(err, &noSource) {
+			// Nothing to render istiod from: keep what the cluster has. A change of
+			// spec.version or of the mesh control plane's ConfigMaps wakes the cluster.
+			w.set(v1beta1.ConditionApplied, false, ReasonNoTemplateSource, "%v", err)
+			r.event(w, corev1.EventTypeWarning, ReasonNoTemplateSource, "cluster %s: %v", w.id, err)
+			return ctrl.Result{}, nil
+		}
 		return r.applyFailed(w, err)
 	}
 	in.CACertsFingerprint = fingerprint

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/multicluster-runtime/pkg/multicluster"
 	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
 
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -95,7 +96,9 @@ func imageTag(image string) string {
 // fillMeshSettings gives in the mesh control plane's own injector and mesh
 // configuration, and its Istio version unless spec.version names one, and says in the
 // cluster's status where each came from. A part the mesh cluster does not have (or that
-// cannot be copied) keeps the operator's default.
+// cannot be copied) comes from Istio's istio-discovery chart in this build, which has
+// the templates of its own Istio minor only: for another version it returns a
+// *noTemplateSourceError and fills nothing.
 func (r *ClusterReconciler) fillMeshSettings(ctx context.Context, w *clusterWork, in *render.Inputs) error {
 	injectors, err := managedInjectors(ctx, w.remote.GetAPIReader())
 	if err != nil {
@@ -105,19 +108,27 @@ func (r *ClusterReconciler) fillMeshSettings(ctx context.Context, w *clusterWork
 	ns := r.Settings.Namespace
 	injectorName, meshName, istiodName := revisionNames(rev)
 
-	var copied, from, defaults []string
+	version, err := r.meshVersion(ctx, w, istiodName)
+	if err != nil {
+		return err
+	}
+	in.Version = version.value
+
+	// missing says, for each part the mesh cluster cannot give, why not.
+	var copied, from, missing []string
+	var settings render.MeshSettings
 	injector, err := r.meshConfigMap(ctx, injectorName)
 	switch {
 	case err != nil:
 		return err
 	case injector == nil:
-		defaults = append(defaults, fmt.Sprintf("injector config is the operator's default: the mesh cluster has no ConfigMap %s/%s", ns, injectorName))
+		missing = append(missing, fmt.Sprintf("injector config %s: the mesh cluster has no ConfigMap %s/%s", chartFallback, ns, injectorName))
 	default:
 		data := render.InjectorData{Config: injector.Data["config"], Values: injector.Data["values"]}
 		if err := render.CheckInjector(data); err != nil {
-			defaults = append(defaults, fmt.Sprintf("injector config is the operator's default: ConfigMap %s/%s of the mesh cluster cannot be copied (%v)", ns, injectorName, err))
+			missing = append(missing, fmt.Sprintf("injector config %s: ConfigMap %s/%s of the mesh cluster cannot be copied (%v)", chartFallback, ns, injectorName, err))
 		} else {
-			in.MeshSettings.Injector = &data
+			settings.Injector = &data
 			copied, from = append(copied, "injector config"), append(from, ns+"/"+injectorName)
 		}
 	}
@@ -126,13 +137,13 @@ func (r *ClusterReconciler) fillMeshSettings(ctx context.Context, w *clusterWork
 	case err != nil:
 		return err
 	case mesh == nil:
-		defaults = append(defaults, fmt.Sprintf("mesh config is the operator's default: the mesh cluster has no ConfigMap %s/%s", ns, meshName))
+		missing = append(missing, fmt.Sprintf("mesh config %s: the mesh cluster has no ConfigMap %s/%s", chartFallback, ns, meshName))
 	default:
 		data := render.MeshData{Mesh: mesh.Data["mesh"], MeshNetworks: mesh.Data["meshNetworks"]}
 		if err := render.CheckMesh(data); err != nil {
-			defaults = append(defaults, fmt.Sprintf("mesh config is the operator's default: ConfigMap %s/%s of the mesh cluster cannot be copied (%v)", ns, meshName, err))
+			missing = append(missing, fmt.Sprintf("mesh config %s: ConfigMap %s/%s of the mesh cluster cannot be copied (%v)", chartFallback, ns, meshName, err))
 		} else {
-			in.MeshSettings.Mesh = &data
+			settings.Mesh = &data
 			copied, from = append(copied, "mesh config"), append(from, ns+"/"+meshName)
 		}
 	}
@@ -141,17 +152,68 @@ func (r *ClusterReconciler) fillMeshSettings(ctx context.Context, w *clusterWork
 	if len(copied) > 0 {
 		parts[0] = fmt.Sprintf("%s copied from %s (revision %s%s)", strings.Join(copied, " and "), strings.Join(from, " and "), rev, note)
 	}
-	parts = append(parts, defaults...)
-	version, err := r.meshVersion(ctx, w, istiodName)
-	if err != nil {
-		return err
+	versionPart := fmt.Sprintf("Istio %s %s", in.Version, version.source)
+	_, versionErr := render.ParseVersion(in.Version)
+	// A version that is no supported release is Render's to report (RenderFailed).
+	if len(missing) > 0 && versionErr == nil {
+		if !chartHasTemplates(in.Version) {
+			lacks := missingConfigMaps(settings.Injector == nil, settings.Mesh == nil, ns, injectorName, meshName)
+			w.status.MeshSettings = strings.Join(append(parts,
+				fmt.Sprintf("no source for Istio %s: the mesh cluster has no usable %s, and Istio's %s chart in this operator is %s",
+					in.Version, strings.Join(lacks, " and "), istiochart.Discovery, istiochart.Version()),
+				versionPart), "; ")
+			return &noTemplateSourceError{version: in.Version, versionSource: version.source, lacks: lacks}
+		}
+		chart, err := ChartMeshSettings(*in)
+		if err != nil {
+			return fmt.Errorf("rendering the injector and mesh ConfigMaps of Istio's %s chart %s: %w", istiochart.Discovery, istiochart.Version(), err)
+		}
+		if settings.Injector == nil {
+			settings.Injector = chart.Injector
+		}
+		if settings.Mesh == nil {
+			settings.Mesh = chart.Mesh
+		}
+		parts = append(parts, missing...)
 	}
-	if version.value != "" {
-		in.Version = version.value
-	}
-	parts = append(parts, fmt.Sprintf("Istio %s %s", in.Version, version.source))
-	w.status.MeshSettings = strings.Join(parts, "; ")
+	in.MeshSettings = settings
+	w.status.MeshSettings = strings.Join(append(parts, versionPart), "; ")
 	return nil
+}
+
+// chartFallback says where a part the mesh cluster cannot give comes from.
+var chartFallback = fmt.Sprintf("from Istio's %s chart %s in this operator", istiochart.Discovery, istiochart.Version())
+
+// missingConfigMaps names the ConfigMaps of the mesh control plane that are missing or
+// cannot be copied.
+func missingConfigMaps(injector, mesh bool, ns, injectorName, meshName string) []string {
+	var out []string
+	if injector {
+		out = append(out, ns+"/"+injectorName)
+	}
+	if mesh {
+		out = append(out, ns+"/"+meshName)
+	}
+	return out
+}
+
+// noTemplateSourceError says that neither the mesh control plane nor Istio's chart in
+// this build has the injection templates and mesh config of the Istio version in use.
+type noTemplateSourceError struct {
+	version, versionSource string
+	// lacks are the mesh control plane's ConfigMaps the mesh cluster does not have (or
+	// that cannot be copied).
+	lacks []string
+}
+
+func (e *noTemplateSourceError) Error() string {
+	v, _ := render.ParseVersion(e.version)
+	minor := fmt.Sprintf("1.%d", v.Minor)
+	return fmt.Sprintf("no injection templates and mesh config for Istio %s (%s): the mesh cluster has no usable ConfigMap %s of the mesh control plane, "+
+		"and Istio's %s chart in this operator is %s, which has only those of Istio 1.%d; "+
+		"set spec.version to 1.%d.x, or install Istio %s in the mesh cluster (its istiod's ConfigMaps are then copied); nothing new is applied until then",
+		e.version, e.versionSource, strings.Join(e.lacks, " and "), istiochart.Discovery, istiochart.Version(), istiochart.Minor(),
+		istiochart.Minor(), minor)
 }
 
 // meshConfigMap reads a ConfigMap of the mesh control plane from the mesh cluster's
@@ -169,24 +231,30 @@ func (r *ClusterReconciler) meshConfigMap(ctx context.Context, name string) (*co
 }
 
 type versionSource struct {
-	// value replaces the rendered version; "" keeps spec.version or the flag's.
+	// value is the Istio version the cluster's istiod runs.
 	value  string
 	source string
 }
 
-// meshVersion is the Istio version of the mesh istiod (the tag of its discovery
-// container), used unless spec.version names one; the operator's --istio-version flag
-// is the last fallback.
+// meshVersion is the Istio version a cluster's istiod runs: spec.version; else the
+// version of the mesh istiod (the tag of its discovery container); else the operator's
+// --istio-version flag when it is set; else the version of Istio's chart in this build
+// (chartVersion).
 func (r *ClusterReconciler) meshVersion(ctx context.Context, w *clusterWork, name string) (versionSource, error) {
-	if w.mc.Spec.Version != "" {
-		return versionSource{source: "from spec.version"}, nil
+	if v := w.mc.Spec.Version; v != "" {
+		return versionSource{value: v, source: "from spec.version"}, nil
 	}
 	ns := r.Settings.Namespace
-	flag := "from the operator's --istio-version flag: "
+	fallback := func(why string) versionSource {
+		if r.Settings.Version != "" {
+			return versionSource{value: r.Settings.Version, source: "from the operator's --istio-version flag: " + why}
+		}
+		return versionSource{value: chartVersion(), source: fmt.Sprintf("from Istio's %s chart %s in this operator: %s", istiochart.Discovery, istiochart.Version(), why)}
+	}
 	dep := &appsv1.Deployment{}
 	err := r.Local.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, dep)
 	if apierrors.IsNotFound(err) {
-		return versionSource{source: fmt.Sprintf("%sthe mesh cluster has no Deployment %s/%s", flag, ns, name)}, nil
+		return fallback(fmt.Sprintf("the mesh cluster has no Deployment %s/%s", ns, name)), nil
 	}
 	if err != nil {
 		return versionSource{}, fmt.Errorf("reading Deployment %s/%s of the mesh cluster: %w", ns, name, err)
@@ -198,11 +266,11 @@ func (r *ClusterReconciler) meshVersion(ctx context.Context, w *clusterWork, nam
 		}
 	}
 	if image == "" {
-		return versionSource{source: fmt.Sprintf("%sDeployment %s/%s of the mesh cluster has no container %s", flag, ns, name, istiodContainer)}, nil
+		return fallback(fmt.Sprintf("Deployment %s/%s of the mesh cluster has no container %s", ns, name, istiodContainer)), nil
 	}
 	tag := imageTag(image)
 	if _, err := render.ParseVersion(tag); err != nil {
-		return versionSource{source: fmt.Sprintf("%sthe image %s of the mesh istiod %s/%s does not name a supported release (%v)", flag, image, ns, name, err)}, nil
+		return fallback(fmt.Sprintf("the image %s of the mesh istiod %s/%s does not name a supported release (%v)", image, ns, name, err)), nil
 	}
 	return versionSource{value: tag, source: fmt.Sprintf("from the mesh istiod %s/%s", ns, name)}, nil
 }

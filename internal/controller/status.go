@@ -36,13 +36,16 @@ const (
 	ReasonAvailable           = "Available"
 	ReasonProgressing         = "Progressing"
 	ReasonConflictingSettings = "ConflictingSettings"
+	// ReasonNoTemplateSource: neither the mesh control plane nor Istio's chart in this
+	// operator has the injection templates of the Istio version in use.
+	ReasonNoTemplateSource = "NoTemplateSource"
 )
 
 // stalledReasons need a person: the operator cannot make progress on its own.
 var stalledReasons = map[string]bool{
 	ReasonRemoteSecretAbsent: true, ReasonInvalidKubeconfig: true, ReasonForbidden: true,
 	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
-	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true,
+	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true, ReasonNoTemplateSource: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry

@@ -25,8 +25,11 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
-// DefaultIstioVersion is used when neither the ASMMeshConfig nor a flag names one.
-const DefaultIstioVersion = "1.28.3"
+// DefaultIstioVersion is the default of the --istio-version flag: none. A cluster's
+// istiod then runs spec.version, else the mesh istiod's version, else the version of
+// Istio's chart in this build (1.<istiochart.Minor()>.0), the one version whose
+// injection templates the operator has of its own.
+const DefaultIstioVersion = ""
 
 // Options configure the operator.
 type Options struct {

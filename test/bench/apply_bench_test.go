@@ -24,6 +24,8 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
+	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
@@ -113,7 +115,15 @@ func renderedIstiod(b *testing.B) []client.Object {
 	spec := v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
 		"cluster-2": {Replicas: ptrTo[int32](2), Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{
 			corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("2Gi")}}}}}
-	in := render.InputsFor(spec, "cluster-2", render.Settings{Namespace: "istio-system", Hub: "docker.io/istio", Version: manager.DefaultIstioVersion})
+	// A cluster of a mesh cluster without a control plane to copy: the version and the
+	// injector and mesh ConfigMaps of Istio's chart, as the operator renders it.
+	in := render.InputsFor(spec, "cluster-2", render.Settings{Namespace: "istio-system", Hub: "docker.io/istio"})
+	in.Version = fmt.Sprintf("1.%d.0", istiochart.Minor())
+	settings, err := controller.ChartMeshSettings(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in.MeshSettings = settings
 	objs, err := render.Render(in, scheme)
 	if err != nil {
 		b.Fatal(err)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
-	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -106,8 +105,13 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		rc *remoteCluster
 		// created are the mesh cluster's objects this test installed, to remove at the end.
 		created []client.Object
-		// tag is the Istio version of the mesh istiod's image, not the operator's default.
+		// tag is the Istio version of the mesh istiod's image, not the chart's version
+		// the operator falls back to.
 		tag string
+		// chart is the operator's fallback: the version of Istio's chart in this build.
+		chart = fmt.Sprintf("1.%d.0", istiochart.Minor())
+		// chartSource says that a part comes from Istio's chart in this build.
+		chartSource = "from Istio's istio-discovery chart " + istiochart.Version() + " in this operator"
 	)
 
 	BeforeAll(func() {
@@ -115,7 +119,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		Expect(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{})).
 			To(Satisfy(apierrors.IsNotFound), "another test left the ASMMeshConfig behind")
 		tag = fmt.Sprintf("1.%d.1", min(istiochart.Minor(), render.NewestMinor))
-		Expect(tag).NotTo(Equal(manager.DefaultIstioVersion))
+		Expect(tag).NotTo(Equal(chart))
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(1)}}})).To(Succeed())
 		DeferCleanup(func() {
@@ -133,7 +137,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		})
 	})
 
-	It("renders the operator's defaults while the mesh cluster has no such ConfigMaps, and says so", func() {
+	It("renders Istio's own chart's ConfigMaps while the mesh cluster has no such ConfigMaps, and says so", func() {
 		for _, name := range []string{"istio", "istio-sidecar-injector"} {
 			if configMapIn(mesh, name) != nil {
 				Skip("the mesh cluster already has ConfigMap " + name)
@@ -141,11 +145,67 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		}
 		Eventually(meshSettingsOfCluster2).Should(Equal(
 			"nothing copied from the mesh control plane (revision default); " +
-				"injector config is the operator's default: the mesh cluster has no ConfigMap istio-system/istio-sidecar-injector; " +
-				"mesh config is the operator's default: the mesh cluster has no ConfigMap istio-system/istio; " +
-				"Istio " + manager.DefaultIstioVersion + " from the operator's --istio-version flag: the mesh cluster has no Deployment istio-system/istiod"))
-		Eventually(func() *corev1.ConfigMap { return configMapIn(rc.client, "istio") }).ShouldNot(BeNil())
+				"injector config " + chartSource + ": the mesh cluster has no ConfigMap istio-system/istio-sidecar-injector; " +
+				"mesh config " + chartSource + ": the mesh cluster has no ConfigMap istio-system/istio; " +
+				"Istio " + chart + " " + chartSource + ": the mesh cluster has no Deployment istio-system/istiod"))
+		Eventually(func() *corev1.ConfigMap { return configMapIn(rc.client, "istio-sidecar-injector") }).ShouldNot(BeNil())
 		Expect(configMapIn(rc.client, "istio").Data["mesh"]).NotTo(ContainSubstring("accessLogFile"))
+
+		// Every template of Istio's chart, as the chart renders it.
+		objs, err := istiochart.Render(istiochart.Discovery, "istiod", ns, map[string]any{"global": map[string]any{"tag": chart}})
+		Expect(err).NotTo(HaveOccurred())
+		chartInjector := istiochart.Find(objs, "ConfigMap", ns, "istio-sidecar-injector")
+		Expect(chartInjector).NotTo(BeNil())
+		chartConfig, _, _ := unstructured.NestedString(chartInjector.Object, "data", "config")
+		Expect(configMapIn(rc.client, "istio-sidecar-injector").Data["config"]).To(Equal(chartConfig))
+		templates := nested(decodeYAML(chartConfig), "templates")
+		for _, name := range []string{"sidecar", "gateway", "grpc-simple", "grpc-agent", "waypoint", "kube-gateway"} {
+			Expect(templates).To(HaveKey(name))
+		}
+		Expect(rc.deployment().Spec.Template.Spec.Containers[0].Image).To(HaveSuffix("/pilot:" + chart))
+		Eventually(func() string { return cluster2Status().IstioVersion }).Should(Equal(chart))
+	})
+
+	It("applies nothing new for a version that neither the mesh cluster nor Istio's chart has templates for, and says so", func() {
+		for _, name := range []string{"istio", "istio-sidecar-injector"} {
+			if configMapIn(mesh, name) != nil {
+				Skip("the mesh cluster already has ConfigMap " + name)
+			}
+		}
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
+		before := rc.deployment()
+		other := fmt.Sprintf("1.%d.3", istiochart.Minor()-3)
+		setVersion := func(v string) {
+			Eventually(func() error {
+				mc := getMeshConfig()
+				mc.Spec.Version = v
+				return mesh.Update(ctx(), mc)
+			}).Should(Succeed())
+		}
+		setVersion(other)
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/NoTemplateSource"))
+		Expect(clusterConditionMessage("cluster-2", v1beta1.ConditionApplied)).To(And(
+			ContainSubstring("Istio "+other+" (from spec.version)"),
+			ContainSubstring("istio-system/istio-sidecar-injector and istio-system/istio"),
+			ContainSubstring("set spec.version to 1.%d.x", istiochart.Minor()),
+			ContainSubstring("install Istio 1.%d in the mesh cluster", istiochart.Minor()-3)))
+		Eventually(func() bool {
+			events := &corev1.EventList{}
+			Expect(mesh.List(ctx(), events)).To(Succeed())
+			for _, e := range events.Items {
+				if e.Reason == "NoTemplateSource" && e.Type == corev1.EventTypeWarning {
+					return true
+				}
+			}
+			return false
+		}).Should(BeTrue(), "no warning event NoTemplateSource")
+		Consistently(func() string { return rc.deployment().Spec.Template.Spec.Containers[0].Image }, 2*time.Second).
+			Should(Equal(before.Spec.Template.Spec.Containers[0].Image))
+		Expect(rc.deployment().Generation).To(Equal(before.Generation), "istiod's spec changed")
+		Expect(cluster2Status().IstioVersion).To(Equal(chart))
+
+		setVersion("")
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
 	})
 
 	It("copies them from the mesh control plane, with only the per-cluster fields replaced", func() {
@@ -263,7 +323,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		Eventually(meshSettingsOfCluster2).Should(HaveSuffix("Istio " + newer + " from the mesh istiod istio-system/istiod"))
 	})
 
-	It("falls back to the operator's defaults once the mesh's ConfigMaps are gone", func() {
+	It("falls back to Istio's chart once the mesh's ConfigMaps are gone", func() {
 		for _, o := range created {
 			Expect(client.IgnoreNotFound(mesh.Delete(ctx(), o))).To(Succeed())
 		}
@@ -271,6 +331,6 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 			Skip("the mesh cluster had ConfigMap istio before this test")
 		}
 		Eventually(func() string { return configMapIn(rc.client, "istio").Data["mesh"] }, 10*time.Second).ShouldNot(ContainSubstring("accessLogFile"))
-		Eventually(meshSettingsOfCluster2).Should(ContainSubstring("mesh config is the operator's default"))
+		Eventually(meshSettingsOfCluster2).Should(ContainSubstring("mesh config " + chartSource))
 	})
 })
