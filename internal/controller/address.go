@@ -131,17 +131,22 @@ func (r *ClusterReconciler) serveAddress(ctx context.Context, w *clusterWork, re
 		r.event(w, corev1.EventTypeNormal, ReasonSwitched, "Service %s/%s in cluster %s now leads to the local istiod (was %s)",
 			svc.Namespace, svc.Name, w.id, describeAddress(rec))
 	}
+	return r.updateSlices(ctx, w, rec, switching.TakeSliceOutOfPlay, "taking EndpointSlice %s out of play")
+}
+
+// updateSlices changes each recorded EndpointSlice that is still the one recorded;
+// change reports whether it changed anything.
+func (r *ClusterReconciler) updateSlices(ctx context.Context, w *clusterWork, rec *switching.AddressRecord,
+	change func(*discoveryv1.EndpointSlice) bool, failure string) error {
 	for _, s := range rec.EndpointSlices {
 		slice := &discoveryv1.EndpointSlice{}
-		if live, err := getRecordedIn(ctx, w, r.Settings.Namespace, s.Name, s.UID, slice); err != nil || !live {
-			if err != nil {
-				return err
-			}
-			continue
+		live, err := getRecordedIn(ctx, w, r.Settings.Namespace, s.Name, s.UID, slice)
+		if err != nil {
+			return err
 		}
-		if switching.TakeSliceOutOfPlay(slice) {
+		if live && change(slice) {
 			if err := w.remote.GetClient().Update(ctx, slice); err != nil {
-				return fmt.Errorf("taking EndpointSlice %s out of play: %w", s.Name, err)
+				return fmt.Errorf(failure+": %w", s.Name, err)
 			}
 		}
 	}
@@ -175,19 +180,8 @@ func (r *ClusterReconciler) giveBackAddress(ctx context.Context, w *clusterWork,
 				svc.Namespace, svc.Name, w.id, describeAddress(rec))
 		}
 	}
-	for _, s := range rec.EndpointSlices {
-		slice := &discoveryv1.EndpointSlice{}
-		if live, err := getRecordedIn(ctx, w, r.Settings.Namespace, s.Name, s.UID, slice); err != nil || !live {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if switching.PutSliceBack(slice) {
-			if err := w.remote.GetClient().Update(ctx, slice); err != nil {
-				return fmt.Errorf("putting EndpointSlice %s back: %w", s.Name, err)
-			}
-		}
+	if err := r.updateSlices(ctx, w, rec, switching.PutSliceBack, "putting EndpointSlice %s back"); err != nil {
+		return err
 	}
 	if rec.Endpoints != nil {
 		ep := &corev1.Endpoints{} //nolint:staticcheck // see controlPlaneAddress
