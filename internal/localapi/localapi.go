@@ -5,8 +5,8 @@
 // default Service range (10.0.0.0/24) is a private network range, so a switched
 // cluster, whose webhooks lead to Service istio-system/istiod, would make the API server
 // dial 10.0.0.x on every Istio write. Every API server started through this package
-// allocates ClusterIPs from a loopback range instead: such calls go to 127.100.0.x and
-// are refused at once. TestNoOtherEnvironments keeps every envtest API server of the
+// allocates ClusterIPs from a loopback range instead: such calls go to 127.100.x.y (up to
+// 127.103) and are refused at once. TestNoOtherEnvironments keeps every envtest API server of the
 // repository going through here.
 package localapi
 
@@ -14,7 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,14 +26,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// ServiceCIDR is the Service ClusterIP range of every API server started here: a
-// loopback range, which kube-apiserver accepts.
-const ServiceCIDR = "127.100.0.0/24"
+// ServiceCIDR holds the Service ClusterIP ranges of every API server started here: a
+// loopback range, which kube-apiserver accepts. Each API server gets a /24 of its own
+// in it, so that two of them, in one test process or in test packages running side by
+// side, never hand out the same ClusterIP: a test that serves a Service on its
+// ClusterIP (the test kubelet's kube-proxy stand-in) then never answers another API
+// server's calls.
+const ServiceCIDR = "127.100.0.0/14"
 
-// New prepares env to run its API server with the loopback Service range. Use it on
-// every envtest.Environment before Start.
+// nextRange counts the /24s of ServiceCIDR handed out; it starts at a random one per
+// process, so concurrent test processes are unlikely to meet.
+var nextRange atomic.Uint32
+
+func init() { nextRange.Store(uint32(rand.IntN(1024))) }
+
+// New prepares env to run its API server with a loopback Service range of its own.
+// Use it on every envtest.Environment before Start.
 func New(env *envtest.Environment) *envtest.Environment {
-	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
+	n := nextRange.Add(1) % 1024 // the /24s of a /14
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range",
+		fmt.Sprintf("127.%d.%d.0/24", 100+n/256, n%256))
 	return env
 }
 
