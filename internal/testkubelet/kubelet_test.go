@@ -1,15 +1,11 @@
 package testkubelet_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +25,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/controller"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 	"github.com/meshfleet/remote-istiod-operator/internal/testkubelet"
@@ -36,41 +33,27 @@ import (
 
 const ns = "istio-system"
 
-// pilotDiscovery finds the binary: PILOT_DISCOVERY, or hack/pilot-discovery.sh (which
-// builds it once and caches it outside the clone).
+// pilotDiscovery finds the binary (see testkubelet.PilotDiscovery).
 func pilotDiscovery(t *testing.T) string {
-	if p := os.Getenv("PILOT_DISCOVERY"); p != "" {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-		t.Skipf("PILOT_DISCOVERY=%s is not a file", p)
+	p, skip, err := testkubelet.PilotDiscovery(filepath.Join("..", ".."))
+	if skip {
+		t.Skip(err)
 	}
-	script, _ := filepath.Abs(filepath.Join("..", "..", "hack", "pilot-discovery.sh"))
-	// The script says on stderr when it builds (minutes, the first time); pass that on.
-	var stderr bytes.Buffer
-	cmd := exec.Command(script)
-	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
-	out, err := cmd.Output()
 	if err != nil {
-		t.Skipf("pilot-discovery not found: set PILOT_DISCOVERY or make hack/pilot-discovery.sh work (%v: %s)", err, strings.TrimSpace(stderr.String()))
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return p
 }
 
-// istioVersion is the release the binary reports (1.31-dev gives 1.31.0), so the
-// objects are rendered for the istiod that runs them.
+// istioVersion is the release the binary is, so the objects are rendered for the istiod
+// that runs them; the newest the renderer knows if it cannot tell.
 func istioVersion(t *testing.T, binary string) string {
-	out, err := exec.Command(binary, "version", "--short").Output()
-	m := regexp.MustCompile(`\b1\.\d+`).FindString(string(out))
-	if err != nil || m == "" {
-		t.Logf("pilot-discovery version: %q, %v; rendering for 1.%d", out, err, render.NewestMinor)
+	v, err := testkubelet.IstioVersion(binary)
+	if err != nil {
+		t.Logf("%v; rendering for 1.%d", err, render.NewestMinor)
 		return fmt.Sprintf("1.%d.0", render.NewestMinor)
 	}
-	if _, err := render.ParseVersion(m + ".0"); err != nil {
-		t.Logf("pilot-discovery reports %s, which the renderer does not know (%v); rendering for 1.%d", m, err, render.NewestMinor)
-		return fmt.Sprintf("1.%d.0", render.NewestMinor)
-	}
-	return m + ".0"
+	return v
 }
 
 // startAPIServer starts envtest's API server with Service ClusterIPs on loopback, so
@@ -148,11 +131,17 @@ func TestIstiodRunsUnderTheTestKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	objs, err := render.Render(render.Inputs{
+	in := render.Inputs{
 		ClusterID: "cluster-2", Namespace: ns, Version: version, Hub: "docker.io/istio",
 		TrustDomain: "cluster.local", CACertsFingerprint: issuer.Fingerprint(),
 		Entry: v1beta1.ExternalIstiodConfiguration{Replicas: ptr.To[int32](1)},
-	}, scheme)
+	}
+	// The injector and mesh ConfigMaps of Istio's chart, as the operator gives them where
+	// the mesh cluster has none to copy.
+	if in.MeshSettings, err = controller.ChartMeshSettings(in); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := render.Render(in, scheme)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,11 +10,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -119,38 +116,26 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// pilotDiscovery finds the binary: PILOT_DISCOVERY, or hack/pilot-discovery.sh (which
-// builds it once and caches it outside the clone).
+// pilotDiscovery finds the binary (see testkubelet.PilotDiscovery).
 func pilotDiscovery(t *testing.T) string {
-	if p := os.Getenv("PILOT_DISCOVERY"); p != "" {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-		t.Skipf("PILOT_DISCOVERY=%s is not a file", p)
+	p, skip, err := testkubelet.PilotDiscovery(filepath.Join("..", ".."))
+	if skip {
+		t.Skip(err)
 	}
-	script, _ := filepath.Abs(filepath.Join("..", "..", "hack", "pilot-discovery.sh"))
-	var stderr bytes.Buffer
-	cmd := exec.Command(script)
-	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
-	out, err := cmd.Output()
 	if err != nil {
-		t.Skipf("pilot-discovery not found: set PILOT_DISCOVERY or make hack/pilot-discovery.sh work (%v: %s)", err, strings.TrimSpace(stderr.String()))
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return p
 }
 
-// istioVersion is the release the binary is (1.31-dev gives 1.31.0): the mesh istiod's
-// image tag, which decides the version the operator renders for the cluster's istiod.
+// istioVersion is the release the binary is: the mesh istiod's image tag, which decides
+// the version the operator renders for the cluster's istiod.
 func istioVersion(t *testing.T, binary string) string {
-	out, err := exec.Command(binary, "version", "--short").Output()
-	m := regexp.MustCompile(`\b1\.\d+`).FindString(string(out))
-	if err != nil || m == "" {
-		t.Fatalf("pilot-discovery version: %q, %v", out, err)
+	v, err := testkubelet.IstioVersion(binary)
+	if err != nil {
+		t.Skip(err)
 	}
-	if _, err := render.ParseVersion(m + ".0"); err != nil {
-		t.Skipf("pilot-discovery is Istio %s, which the renderer does not know: %v", m, err)
-	}
-	return m + ".0"
+	return v
 }
 
 func podDir(t *testing.T) string {
