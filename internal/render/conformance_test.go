@@ -70,7 +70,9 @@ func conformanceInputs(version string) Inputs {
 			},
 		},
 	}
-	return InputsFor(spec, "cluster-2", Settings{Namespace: "istio-system", Hub: "docker.io/istio", Version: version})
+	in := InputsFor(spec, "cluster-2", Settings{Namespace: "istio-system", Hub: "docker.io/istio", Version: version})
+	in.MeshSettings = chartSettings(in) // where the mesh cluster has none to copy
+	return in
 }
 
 // chartValues are the istio-discovery values (manifests/charts/istio-control/

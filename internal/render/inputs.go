@@ -42,8 +42,8 @@ type Inputs struct {
 	// (spec.trustDomain): only then does it replace the trust domain of copied mesh
 	// settings.
 	TrustDomainSet bool
-	// MeshSettings are the mesh control plane's own injector and mesh configuration;
-	// their empty parts render the operator's defaults.
+	// MeshSettings are the injector and mesh configuration of the cluster's istiod (the
+	// mesh control plane's, or Istio's chart's); Render refuses inputs without them.
 	MeshSettings MeshSettings
 	// ForeignValidators is true when the cluster has Istio validation webhooks of the
 	// mesh control plane (the remote profile's istiod-default-validator). istiod's
@@ -58,8 +58,11 @@ type Inputs struct {
 
 // Settings are the operator's defaults for what the ASMMeshConfig leaves empty.
 type Settings struct {
-	Namespace   string
-	Hub         string
+	Namespace string
+	Hub       string
+	// Version is the operator's --istio-version flag, empty unless set: the controller
+	// uses it only where the ASMMeshConfig sets no spec.version and the mesh cluster runs
+	// no istiod to take the version from, and otherwise the version of Istio's chart.
 	Version     string
 	TrustDomain string
 	// IntermediateCALifetime and IntermediateCARenewBefore govern the intermediate CA

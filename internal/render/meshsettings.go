@@ -8,11 +8,13 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// MeshSettings are the mesh control plane's own injector and mesh configuration, copied
-// from its ConfigMaps in the mesh cluster. The local istiod then injects and configures
-// sidecars exactly as the mesh istiod does (every injection template, the mesh's
-// meshConfig and proxy values), with only the fields that name a cluster replaced. A
-// nil part renders the operator's own defaults instead.
+// MeshSettings are the injector and mesh configuration of a cluster's istiod: the mesh
+// control plane's own, copied from its ConfigMaps in the mesh cluster, or, where the
+// mesh cluster has none, what Istio's istio-discovery chart renders (the controller
+// fills them). The local istiod then injects and configures sidecars exactly as the
+// mesh istiod does (every injection template, the mesh's meshConfig and proxy values),
+// with only the fields that name a cluster replaced. Both parts are required: the
+// operator has no templates of its own.
 type MeshSettings struct {
 	// Injector is the data of istio-sidecar-injector[-<revision>].
 	Injector *InjectorData
@@ -144,8 +146,9 @@ func OverlayMesh(mesh string, in Inputs) (string, error) {
 }
 
 // OverlayMeshNetworks returns the mesh's meshNetworks with the cluster's endpoints on
-// the entry's network (fromRegistry: the cluster ID), as the operator's default does;
-// the mesh's other networks, gateways and endpoints are kept. Without an entry network
+// the entry's network (fromRegistry: the cluster ID), so that the local istiod knows
+// which of its endpoints are reachable directly; the mesh's other networks, gateways and
+// endpoints are kept. Without an entry network
 // the mesh's meshNetworks are kept as they are ("networks: {}" when it has none).
 func OverlayMeshNetworks(networks string, in Inputs) (string, error) {
 	n, err := parseYAMLObject(networks)

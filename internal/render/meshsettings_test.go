@@ -283,24 +283,6 @@ func TestMeshNetworksPutTheClusterOnItsNetwork(t *testing.T) {
 	}
 }
 
-// TestMeshSettingsFallBackPartByPart renders the operator's defaults for the part the
-// mesh cluster does not have.
-func TestMeshSettingsFallBackPartByPart(t *testing.T) {
-	defaultMesh, defaultInjector := renderedConfigMaps(t, sampleInputs("1.28.3"))
-	in := meshInputs(t)
-	in.MeshSettings.Mesh = nil
-	mesh, injector := renderedConfigMaps(t, in)
-	if !reflect.DeepEqual(mesh.Data, defaultMesh.Data) || reflect.DeepEqual(injector.Data, defaultInjector.Data) {
-		t.Error("without the mesh ConfigMap the mesh config is not the default, or the injector not copied")
-	}
-	in = meshInputs(t)
-	in.MeshSettings.Injector = nil
-	mesh, injector = renderedConfigMaps(t, in)
-	if reflect.DeepEqual(mesh.Data, defaultMesh.Data) || !reflect.DeepEqual(injector.Data, defaultInjector.Data) {
-		t.Error("without the injector ConfigMap the injector is not the default, or the mesh config not copied")
-	}
-}
-
 func TestMeshSettingsRenderDeterministically(t *testing.T) {
 	in := meshInputs(t)
 	first := renderYAML(t, in)

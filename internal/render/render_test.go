@@ -2,16 +2,18 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
-	"text/template"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current rendering")
@@ -31,6 +34,64 @@ func testScheme(t testing.TB) *runtime.Scheme {
 	return s
 }
 
+// chartSettings are the injector and mesh ConfigMaps that Istio's istio-discovery
+// chart (the istio.io/istio module's, through internal/istiochart) renders for in's
+// cluster, as the controller gives them to a cluster's istiod where the mesh cluster
+// has no control plane to copy: every template of Istio's, never one of the
+// operator's. Render takes whatever ConfigMaps it is given, so the golden files of
+// other versions carry these too; the controller pairs them only with the chart's minor.
+func chartSettings(in Inputs) MeshSettings {
+	values := map[string]any{
+		"global": map[string]any{
+			"istioNamespace": in.Namespace,
+			"hub":            in.Hub,
+			"tag":            in.Version,
+			"meshID":         in.MeshID,
+			"network":        in.Entry.Network,
+			"multiCluster":   map[string]any{"clusterName": in.ClusterID},
+		},
+		"meshConfig": map[string]any{"trustDomain": in.TrustDomain},
+	}
+	key, err := json.Marshal([]any{in.Namespace, values})
+	if err != nil {
+		panic(err)
+	}
+	if s, ok := chartSettingsCache.Load(string(key)); ok {
+		return copyMeshSettings(s.(MeshSettings))
+	}
+	objs, err := istiochart.Render(istiochart.Discovery, "istiod", in.Namespace, values)
+	if err != nil {
+		panic(err)
+	}
+	data := func(name string) map[string]string {
+		u := istiochart.Find(objs, "ConfigMap", in.Namespace, name)
+		if u == nil {
+			panic("Istio's chart renders no ConfigMap " + name)
+		}
+		d, _, err := unstructured.NestedStringMap(u.Object, "data")
+		if err != nil {
+			panic(err)
+		}
+		return d
+	}
+	injector, mesh := data("istio-sidecar-injector"), data("istio")
+	s := MeshSettings{
+		Injector: &InjectorData{Config: injector["config"], Values: injector["values"]},
+		Mesh:     &MeshData{Mesh: mesh["mesh"], MeshNetworks: mesh["meshNetworks"]},
+	}
+	chartSettingsCache.Store(string(key), s)
+	return copyMeshSettings(s)
+}
+
+var chartSettingsCache sync.Map
+
+func copyMeshSettings(s MeshSettings) MeshSettings {
+	injector, mesh := *s.Injector, *s.Mesh
+	return MeshSettings{Injector: &injector, Mesh: &mesh}
+}
+
+// sampleInputs are cluster-2 on network-2, with the injector and mesh ConfigMaps of
+// Istio's chart (chartSettings).
 func sampleInputs(version string) Inputs {
 	spec := v1beta1.ASMMeshConfigSpec{
 		Version: version,
@@ -46,7 +107,9 @@ func sampleInputs(version string) Inputs {
 			},
 		},
 	}
-	return InputsFor(spec, "cluster-2", Settings{Namespace: "istio-system", Hub: "docker.io/istio", Version: "1.28.3"})
+	in := InputsFor(spec, "cluster-2", Settings{Namespace: "istio-system", Hub: "docker.io/istio"})
+	in.MeshSettings = chartSettings(in)
+	return in
 }
 
 func renderYAML(t *testing.T, in Inputs) []byte {
@@ -193,20 +256,37 @@ func TestParseVersion(t *testing.T) {
 	}
 }
 
-// TestSidecarTemplateParses checks the injection template is valid Go template text
-// with the functions istiod gives it.
-func TestSidecarTemplateParses(t *testing.T) {
-	funcs := template.FuncMap{}
-	for _, name := range []string{"valueOrDefault", "default", "quote", "trunc", "trimSuffix", "annotation",
-		"excludeInboundPort", "protoToJSON", "toLower"} {
-		funcs[name] = func(...any) string { return "" }
+// TestRenderNeedsMeshSettings: the operator has no injection templates or mesh config
+// of its own, so inputs without them are refused, naming what is missing.
+func TestRenderNeedsMeshSettings(t *testing.T) {
+	for name, drop := range map[string]func(*MeshSettings){
+		"MeshSettings.Injector": func(s *MeshSettings) { s.Injector = nil },
+		"MeshSettings.Mesh":     func(s *MeshSettings) { s.Mesh = nil },
+	} {
+		in := sampleInputs("1.28.3")
+		drop(&in.MeshSettings)
+		if _, err := Render(in, testScheme(t)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("without %s: %v", name, err)
+		}
 	}
-	if _, err := template.New("sidecar").Funcs(funcs).Parse(SidecarTemplate); err != nil {
+}
+
+// TestChartTemplatesAreRendered: with the chart's ConfigMaps, the local istiod has
+// every injection template of Istio's chart, byte for byte.
+func TestChartTemplatesAreRendered(t *testing.T) {
+	in := sampleInputs("1.28.3")
+	injector := objectsByKind(t, in)["ConfigMap"][1].(*corev1.ConfigMap)
+	if injector.Name != "istio-sidecar-injector" || injector.Data["config"] != in.MeshSettings.Injector.Config {
+		t.Fatalf("the injector config is not the chart's as it is")
+	}
+	config := map[string]any{}
+	if err := yaml.Unmarshal([]byte(injector.Data["config"]), &config); err != nil {
 		t.Fatal(err)
 	}
-	for _, must := range []string{"name: istio-init", "name: istio-proxy", ".ProxyConfig.DiscoveryAddress"} {
-		if !strings.Contains(SidecarTemplate, must) {
-			t.Errorf("the sidecar template lacks %q", must)
+	templates, _ := config["templates"].(map[string]any)
+	for _, name := range []string{"sidecar", "gateway", "grpc-simple", "grpc-agent", "waypoint", "kube-gateway"} {
+		if _, ok := templates[name]; !ok {
+			t.Errorf("template %s is missing", name)
 		}
 	}
 }
