@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -126,20 +127,23 @@ func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork,
 }
 
 // giveBackWebhooks returns the recorded injectors, then the validators, to the mesh
-// control plane as they were.
+// control plane as they were. A webhook somebody else re-pointed since the switch is
+// left as they made it, and a warning event says so.
 func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork, st *switching.State) error {
 	reader := w.remote.GetAPIReader()
+	ns := r.Settings.Namespace
 	for _, rec := range st.Injectors {
 		mwc := &admissionv1.MutatingWebhookConfiguration{}
 		live, err := getRecorded(ctx, reader, rec.Name, rec.UID, mwc)
 		if err != nil {
 			return err
 		}
-		if live && switching.RestoreInjector(mwc, rec) {
-			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
-				return fmt.Errorf("giving injector %s back to the mesh control plane: %w", mwc.Name, err)
-			}
-			r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "injector %s in cluster %s calls the mesh control plane again", mwc.Name, w.id)
+		if !live {
+			continue // removed or re-created by its owner: nothing of the switch's is left
+		}
+		changed, others := switching.RestoreInjector(mwc, rec, ns)
+		if err := r.giveBack(ctx, w, mwc, "injector", changed, others); err != nil {
+			return err
 		}
 	}
 	for _, rec := range st.Validators {
@@ -148,13 +152,30 @@ func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork
 		if err != nil {
 			return err
 		}
-		if live && switching.RestoreValidator(vwc, rec) {
-			if err := w.remote.GetClient().Update(ctx, vwc); err != nil {
-				return fmt.Errorf("giving validator %s back to the mesh control plane: %w", vwc.Name, err)
-			}
-			r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "validator %s in cluster %s calls the mesh control plane again", vwc.Name, w.id)
+		if !live {
+			continue // removed or re-created by its owner: nothing of the switch's is left
+		}
+		changed, others := switching.RestoreValidator(vwc, rec, ns)
+		if err := r.giveBack(ctx, w, vwc, "validator", changed, others); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// giveBack writes a restored webhook configuration and reports what it found.
+func (r *ClusterReconciler) giveBack(ctx context.Context, w *clusterWork, obj client.Object, what string, changed bool, others []string) error {
+	if len(others) > 0 {
+		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%s %s in cluster %s: webhooks %s were re-pointed by somebody else since the switch; left as they are",
+			what, obj.GetName(), w.id, strings.Join(others, ", "))
+	}
+	if !changed {
+		return nil
+	}
+	if err := w.remote.GetClient().Update(ctx, obj); err != nil {
+		return fmt.Errorf("giving %s %s back to the mesh control plane: %w", what, obj.GetName(), err)
+	}
+	r.event(w, corev1.EventTypeNormal, ReasonSwitchedBack, "%s %s in cluster %s calls the mesh control plane again", what, obj.GetName(), w.id)
 	return nil
 }
 

@@ -46,8 +46,16 @@ func TestSwitchInPlaceAndBack(t *testing.T) {
 	if PointInjectorAtLocal(mwc, "istio-system", []byte("local")) {
 		t.Error("a second switch changed something")
 	}
-	if !RestoreInjector(mwc, rec) || !equality.Semantic.DeepEqual(mwc, original) {
-		t.Errorf("switching back did not restore the original:\n%+v", mwc.Webhooks[0].ClientConfig)
+	repointed := mwc.DeepCopy()
+	if changed, others := RestoreInjector(mwc, rec, "istio-system"); !changed || len(others) > 0 || !equality.Semantic.DeepEqual(mwc, original) {
+		t.Errorf("switching back did not restore the original (others %v):\n%+v", others, mwc.Webhooks[0].ClientConfig)
+	}
+	// Somebody points the webhook elsewhere while switched: switching back leaves it.
+	elsewhere := "https://127.0.0.1:2/inject"
+	repointed.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{URL: &elsewhere}
+	if changed, others := RestoreInjector(repointed, rec, "istio-system"); changed || len(others) != 1 ||
+		*repointed.Webhooks[0].ClientConfig.URL != elsewhere {
+		t.Errorf("a webhook somebody re-pointed was restored (changed %v, others %v)", changed, others)
 	}
 }
 
@@ -124,7 +132,7 @@ func TestValidatorInPlaceAndBack(t *testing.T) {
 	// The local istiod tightens the failure policy once it serves; switching back
 	// gives the mesh's choice back.
 	vwc.Webhooks[0].FailurePolicy = ptr.To(admissionv1.Fail)
-	if !RestoreValidator(vwc, rec) || !equality.Semantic.DeepEqual(vwc, original) {
+	if changed, _ := RestoreValidator(vwc, rec, "istio-system"); !changed || !equality.Semantic.DeepEqual(vwc, original) {
 		t.Errorf("switching back did not restore the original: %+v", vwc.Webhooks[0])
 	}
 }

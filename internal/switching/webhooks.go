@@ -114,13 +114,26 @@ func BundleHas(bundle, cert []byte) bool {
 	return len(cert) > 0 && bytes.Contains(bundle, bytes.TrimSpace(cert))
 }
 
+// sameTarget reports whether two client configurations call the same place.
+func sameTarget(a, b admissionv1.WebhookClientConfig) bool {
+	a.CABundle, b.CABundle = nil, nil
+	return equality.Semantic.DeepEqual(a, b)
+}
+
 // restore gives the recorded webhooks their client configuration back, and their
-// failure policy, which the local istiod may have tightened.
-func restore(hooks []hook, rec WebhookConfigRecord) bool {
-	changed := false
+// failure policy, which the local istiod may have tightened. A webhook that calls
+// neither what was recorded nor the local istiod was re-pointed by somebody else since
+// the switch: it is left as it is, and its name returned, since restoring a stale copy
+// could undo their change (and it no longer needs the local istiod).
+func (role webhookRole) restore(hooks []hook, rec WebhookConfigRecord, namespace string) (changed bool, othersChanged []string) {
+	local := role.localClientConfig(namespace, nil)
 	for _, r := range rec.Webhooks {
 		for _, h := range hooks {
 			if h.name != r.Name {
+				continue
+			}
+			if !sameTarget(*h.clientConfig, r.ClientConfig) && !sameTarget(*h.clientConfig, local) {
+				othersChanged = append(othersChanged, h.name)
 				continue
 			}
 			if !equality.Semantic.DeepEqual(*h.clientConfig, r.ClientConfig) {
@@ -133,7 +146,7 @@ func restore(hooks []hook, rec WebhookConfigRecord) bool {
 			}
 		}
 	}
-	return changed
+	return changed, othersChanged
 }
 
 // IsIstioInjector reports whether a webhook configuration injects Istio sidecars.
@@ -174,14 +187,16 @@ func PointValidatorAtLocal(vwc *admissionv1.ValidatingWebhookConfiguration, name
 	return validation.pointAtLocal(validatingHooks(vwc), namespace, caBundle)
 }
 
-// RestoreInjector gives the recorded injection webhooks back to the mesh control plane.
-func RestoreInjector(mwc *admissionv1.MutatingWebhookConfiguration, rec WebhookConfigRecord) bool {
-	return restore(mutatingHooks(mwc), rec)
+// RestoreInjector gives the recorded injection webhooks back to the mesh control plane;
+// it reports whether anything changed and the webhooks somebody else re-pointed.
+func RestoreInjector(mwc *admissionv1.MutatingWebhookConfiguration, rec WebhookConfigRecord, namespace string) (bool, []string) {
+	return injection.restore(mutatingHooks(mwc), rec, namespace)
 }
 
-// RestoreValidator gives the recorded validation webhooks back to the mesh control plane.
-func RestoreValidator(vwc *admissionv1.ValidatingWebhookConfiguration, rec WebhookConfigRecord) bool {
-	return restore(validatingHooks(vwc), rec)
+// RestoreValidator gives the recorded validation webhooks back to the mesh control
+// plane, as RestoreInjector does.
+func RestoreValidator(vwc *admissionv1.ValidatingWebhookConfiguration, rec WebhookConfigRecord, namespace string) (bool, []string) {
+	return validation.restore(validatingHooks(vwc), rec, namespace)
 }
 
 func ptrCopy[T any](p *T) *T {
