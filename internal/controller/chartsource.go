@@ -61,7 +61,7 @@ func ChartMeshSettings(in render.Inputs) (render.MeshSettings, error) {
 		data := func(name string) (map[string]string, error) {
 			u := istiochart.Find(objs, "ConfigMap", in.Namespace, name)
 			if u == nil {
-				return nil, fmt.Errorf("Istio's %s chart %s renders no ConfigMap %s", istiochart.Discovery, istiochart.Version(), name)
+				return nil, fmt.Errorf("the %s chart of Istio %s renders no ConfigMap %s", istiochart.Discovery, istiochart.Version(), name)
 			}
 			d := map[string]string{}
 			raw, _ := u.Object["data"].(map[string]any)

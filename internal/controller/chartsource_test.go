@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -114,7 +115,7 @@ func TestChartSourceWhereTheMeshHasNoConfigMaps(t *testing.T) {
 	if chartInjector == nil {
 		t.Fatal("Istio's chart renders no istio-sidecar-injector")
 	}
-	chartConfig, _, _ := unstructuredString(chartInjector.Object, "data", "config")
+	chartConfig, _, _ := unstructured.NestedString(chartInjector.Object, "data", "config")
 	chartTemplates, _ := yamlMap(t, chartConfig)["templates"].(map[string]any)
 	if len(chartTemplates) == 0 {
 		t.Fatal("the chart's injector config has no templates")
@@ -155,19 +156,6 @@ func TestChartSourceWhereTheMeshHasNoConfigMaps(t *testing.T) {
 	if !strings.Contains(local["istio"].Data["meshNetworks"], "fromRegistry: cluster-2") {
 		t.Errorf("meshNetworks lack the cluster's endpoints: %s", local["istio"].Data["meshNetworks"])
 	}
-}
-
-func unstructuredString(obj map[string]any, path ...string) (string, bool, error) {
-	var cur any = obj
-	for _, k := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return "", false, nil
-		}
-		cur = m[k]
-	}
-	s, ok := cur.(string)
-	return s, ok, nil
 }
 
 // TestMeshConfigMapsWinOverTheChart: a part the mesh cluster has is copied; only the

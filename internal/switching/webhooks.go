@@ -125,23 +125,23 @@ func sameTarget(a, b admissionv1.WebhookClientConfig) bool {
 // neither what was recorded nor the local istiod was re-pointed by somebody else since
 // the switch: it is left as it is, and its name returned, since restoring a stale copy
 // could undo their change (and it no longer needs the local istiod).
-func (role webhookRole) restore(hooks []hook, rec WebhookConfigRecord, namespace string) (changed bool, othersChanged []string) {
-	local := role.localClientConfig(namespace, nil)
-	for _, r := range rec.Webhooks {
+func (r webhookRole) restore(hooks []hook, rec WebhookConfigRecord, namespace string) (changed bool, othersChanged []string) {
+	local := r.localClientConfig(namespace, nil)
+	for _, want := range rec.Webhooks {
 		for _, h := range hooks {
-			if h.name != r.Name {
+			if h.name != want.Name {
 				continue
 			}
-			if !sameTarget(*h.clientConfig, r.ClientConfig) && !sameTarget(*h.clientConfig, local) {
+			if !sameTarget(*h.clientConfig, want.ClientConfig) && !sameTarget(*h.clientConfig, local) {
 				othersChanged = append(othersChanged, h.name)
 				continue
 			}
-			if !equality.Semantic.DeepEqual(*h.clientConfig, r.ClientConfig) {
-				*h.clientConfig = *r.ClientConfig.DeepCopy()
+			if !equality.Semantic.DeepEqual(*h.clientConfig, want.ClientConfig) {
+				*h.clientConfig = *want.ClientConfig.DeepCopy()
 				changed = true
 			}
-			if r.FailurePolicy != nil && !equality.Semantic.DeepEqual(*h.failurePolicy, r.FailurePolicy) {
-				*h.failurePolicy = ptrCopy(r.FailurePolicy)
+			if want.FailurePolicy != nil && !equality.Semantic.DeepEqual(*h.failurePolicy, want.FailurePolicy) {
+				*h.failurePolicy = ptrCopy(want.FailurePolicy)
 				changed = true
 			}
 		}

@@ -34,7 +34,7 @@ func PilotDiscovery(repoRoot string) (path string, skip bool, err error) {
 	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
 	out, err := cmd.Output()
 	if err != nil {
-		return "", true, fmt.Errorf("pilot-discovery not found: set PILOT_DISCOVERY or make hack/pilot-discovery.sh work (%v: %s)",
+		return "", true, fmt.Errorf("pilot-discovery not found: set PILOT_DISCOVERY or make hack/pilot-discovery.sh work (%w: %s)",
 			err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), false, nil
@@ -46,7 +46,7 @@ func IstioVersion(binary string) (string, error) {
 	out, err := exec.Command(binary, "version", "--short").Output()
 	m := regexp.MustCompile(`\b1\.\d+`).FindString(string(out))
 	if err != nil || m == "" {
-		return "", fmt.Errorf("pilot-discovery version printed %q: %v", out, err)
+		return "", fmt.Errorf("pilot-discovery version printed %q: %w", out, err)
 	}
 	if _, err := render.ParseVersion(m + ".0"); err != nil {
 		return "", fmt.Errorf("pilot-discovery is Istio %s, which the renderer does not know: %w", m, err)

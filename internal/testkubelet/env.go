@@ -34,7 +34,7 @@ func (p *podInfo) fieldValue(path string) (string, error) {
 	case "metadata.namespace":
 		return p.namespace, nil
 	case "metadata.uid":
-		return string(p.uid), nil
+		return p.uid, nil
 	case "spec.serviceAccountName":
 		return p.serviceAccount, nil
 	case "spec.nodeName":

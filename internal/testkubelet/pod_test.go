@@ -135,7 +135,7 @@ func TestPod(t *testing.T) {
 	eventually(t, 10*time.Second, "env.txt", func() error {
 		raw, err := os.ReadFile(filepath.Join(root, "env.txt"))
 		if err != nil || len(raw) == 0 {
-			return fmt.Errorf("env.txt: %v", err)
+			return fmt.Errorf("env.txt: %w", err)
 		}
 		env = map[string]string{}
 		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
