@@ -40,8 +40,10 @@ type ASMMeshConfigSpec struct {
 	// version is the Istio release every remote istiod runs, for example 1.28.3: the tag
 	// of the istiod (pilot) image and of the proxyv2 image of sidecars it injects, and the
 	// release whose istio-discovery chart the operator follows when rendering istiod.
-	// Unset: the operator's --istio-version flag. Use the release of the mesh control
-	// plane, or one within Istio's supported version skew of it.
+	// Unset: the release of the mesh control plane's istiod (its image tag), else the
+	// operator's --istio-version flag if set, else the release of Istio's chart in the
+	// operator. Use the release of the mesh control plane, or one within Istio's
+	// supported version skew of it.
 	//
 	// Must be 1.MINOR.PATCH with an optional pre-release suffix (1.28.0-beta.1), and 1.22
 	// or newer. A release newer than this operator build knows is reported as
@@ -314,9 +316,10 @@ type ClusterStatus struct {
 	// meshSettings says where the cluster's istiod got its injector configuration, its
 	// mesh configuration and its Istio version: copied from the mesh control plane's
 	// ConfigMaps istio-sidecar-injector and istio in the mesh cluster (of the revision
-	// the cluster's injector serves, with only the per-cluster fields replaced), or the
-	// operator's defaults when the mesh cluster has no such ConfigMap; and spec.version,
-	// the image of the mesh's istiod Deployment, or the operator's --istio-version flag.
+	// the cluster's injector serves, with only the per-cluster fields replaced), or
+	// rendered from Istio's istio-discovery chart in the operator when the mesh cluster
+	// has no such ConfigMap; and spec.version, the image of the mesh's istiod
+	// Deployment, the operator's --istio-version flag, or the chart's release.
 	// +optional
 	MeshSettings string `json:"meshSettings,omitempty"`
 }
