@@ -491,9 +491,12 @@ var _ = Describe("remote control planes", Ordered, func() {
 			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
 		})
 		Eventually(network).Should(Equal("network-2"))
-		cm := &corev1.ConfigMap{}
-		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
-		Expect(cm.Data["meshNetworks"]).To(ContainSubstring("fromRegistry: cluster-2"))
+		// The label goes first; the ConfigMap follows in the same pass.
+		Eventually(func() string {
+			cm := &corev1.ConfigMap{}
+			Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
+			return cm.Data["meshNetworks"]
+		}).Should(ContainSubstring("fromRegistry: cluster-2"))
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
 			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
 			e.Network = ""
