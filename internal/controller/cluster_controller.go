@@ -181,7 +181,11 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return res, err
 	}
 
-	cacerts, fingerprint, ok, err := r.reconcileTrust(ctx, w)
+	// Every remote call from here on has a deadline: a hung cluster holds one worker for
+	// at most applyTimeout.
+	applyCtx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	cacerts, fingerprint, ok, err := r.reconcileTrust(applyCtx, w)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -190,7 +194,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
-	if err := r.fillMeshSettings(ctx, w, &in); err != nil { // the mesh control plane's injector and mesh config
+	if err := r.fillMeshSettings(applyCtx, w, &in); err != nil { // the mesh control plane's injector and mesh config
 		var noSource *noTemplateSourceError
 		if errors.As(err, &noSource) {
 			// Nothing to render istiod from: keep what the cluster has. A change of
@@ -202,7 +206,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return r.applyFailed(w, err)
 	}
 	in.CACertsFingerprint = fingerprint
-	foreignValidators, err := managedValidators(ctx, w.remote.GetAPIReader())
+	foreignValidators, err := managedValidators(applyCtx, w.remote.GetAPIReader())
 	if err != nil {
 		return r.applyFailed(w, err)
 	}
@@ -214,7 +218,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
 		return ctrl.Result{}, nil // only a spec change can fix this
 	}
-	if objs, err = r.withoutForeignAddress(ctx, w, objs); err != nil {
+	if objs, err = r.withoutForeignAddress(applyCtx, w, objs); err != nil {
 		return r.applyFailed(w, err)
 	}
 	if cacerts != nil {
@@ -223,8 +227,6 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	}
 	hash := render.Hash(objs)
 
-	applyCtx, cancel := context.WithTimeout(ctx, applyTimeout)
-	defer cancel()
 	if err := r.ensureNamespace(applyCtx, w); err != nil {
 		return r.applyFailed(w, err)
 	}
@@ -252,7 +254,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	if err := r.reconcileMirror(applyCtx, w); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.observeIstiod(ctx, w)
+	r.observeIstiod(applyCtx, w)
 	keep, err := r.reconcileSwitch(applyCtx, w, in)
 	if err != nil {
 		w.set(v1beta1.ConditionSwitched, false, ReasonUnreachable, "switching cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))

@@ -194,3 +194,26 @@ func TestRolloutOf(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointsGivenBack: the core Endpoints of Istio 1.22-1.27, which Kubernetes'
+// endpoints controller rewrites while the Service has a selector, get their recorded
+// addresses, labels and annotations back.
+func TestEndpointsGivenBack(t *testing.T) {
+	orig := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: AddressService, UID: "ep-uid", //nolint:staticcheck // Istio 1.22-1.27
+		Labels: map[string]string{"app.kubernetes.io/name": "istiod"}},
+		Subsets: []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: "192.0.2.1"}}, //nolint:staticcheck // see above
+			Ports: []corev1.EndpointPort{{Name: "tcp-istiod", Port: 15012}}}}} //nolint:staticcheck // see above
+	rec := RecordAddress(FlavourEndpoints, remoteService(corev1.ServiceTypeClusterIP, ""), nil, orig)
+	live := orig.DeepCopy()
+	live.Subsets[0].Addresses[0].IP = "10.1.2.3"
+	live.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "now"}
+	if !rec.Endpoints.RestoreEndpoints(live) {
+		t.Fatal("rewritten Endpoints were not given back")
+	}
+	if live.Subsets[0].Addresses[0].IP != "192.0.2.1" || len(live.Annotations) != 0 || live.Labels["app.kubernetes.io/name"] != "istiod" {
+		t.Fatalf("Endpoints after giving back: %+v", live)
+	}
+	if rec.Endpoints.RestoreEndpoints(live) {
+		t.Fatal("giving back twice changed them twice")
+	}
+}

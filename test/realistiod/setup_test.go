@@ -7,16 +7,15 @@
 package realistiod
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega/gbytes"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -93,27 +92,9 @@ type env struct {
 	meshCA   ca.Bundle
 	kubelet  *testkubelet.Kubelet
 	started  time.Time
-	operator *syncBuffer
+	operator *gbytes.Buffer // the operator's log, for a failed test
 
 	meshStopped bool
-}
-
-// syncBuffer collects the operator's log for a failed test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // pilotDiscovery finds the binary (see testkubelet.PilotDiscovery).
@@ -168,7 +149,7 @@ func setup(t *testing.T) *env {
 		t.Skip("KUBEBUILDER_ASSETS is unset: run through make test or set it to $(hack/envtest-assets.sh)")
 	}
 	binary := pilotDiscovery(t)
-	e := &env{version: istioVersion(t, binary), started: time.Now(), operator: &syncBuffer{}, scheme: runtime.NewScheme()}
+	e := &env{version: istioVersion(t, binary), started: time.Now(), operator: gbytes.NewBuffer(), scheme: runtime.NewScheme()}
 	if err := manager.AddToScheme(e.scheme); err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +253,7 @@ func setup(t *testing.T) *env {
 		e.kubelet.Stop()
 		if t.Failed() {
 			t.Logf("istiod's log:\n%s", tail(e.kubelet.Logs(), 200))
-			t.Logf("the operator's log:\n%s", tail(e.operator.String(), 200))
+			t.Logf("the operator's log:\n%s", tail(string(e.operator.Contents()), 200))
 		}
 	})
 	t.Logf("both clusters and the operator up, istiod %s starting, after %s", e.version, time.Since(e.started).Round(time.Millisecond))
