@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
@@ -59,6 +61,11 @@ type remoteCluster struct {
 	initial map[string]string
 	// holdRollouts stops the rollout stand-in in this cluster.
 	holdRollouts atomic.Bool
+	// link is the simulated far link between the operator and this cluster's API
+	// server: every kubeconfig handed to the operator goes through it.
+	link *farlink.Link
+	// linkURL is the API server's address through the link.
+	linkURL string
 }
 
 func TestEnvtest(t *testing.T) {
@@ -91,6 +98,8 @@ var _ = BeforeSuite(func() {
 		rcfg, err := rc.env.Start()
 		Expect(err).NotTo(HaveOccurred())
 		rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		rc.link, rc.linkURL, err = farlink.StartFor(rcfg.Host)
 		Expect(err).NotTo(HaveOccurred())
 		// Data-plane clusters of a mesh already have the control plane namespace.
 		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
@@ -128,6 +137,7 @@ var _ = AfterSuite(func() {
 		expectNoLeaks()
 	}
 	for _, rc := range remotes {
+		rc.link.Close()
 		_ = rc.env.Stop()
 	}
 	if meshEnv != nil {
@@ -138,7 +148,8 @@ var _ = AfterSuite(func() {
 func ctx() context.Context { return context.Background() }
 
 // kubeconfig adds a user to the cluster's API server and returns a kubeconfig for it,
-// as istioctl create-remote-secret would write one.
+// as istioctl create-remote-secret would write one, reaching the API server through
+// the cluster's far link.
 func (rc *remoteCluster) kubeconfig(user string, groups ...string) []byte {
 	if len(groups) == 0 {
 		groups = []string{"system:masters"}
@@ -146,6 +157,13 @@ func (rc *remoteCluster) kubeconfig(user string, groups ...string) []byte {
 	u, err := rc.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	raw, err := u.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	kc, err := clientcmd.Load(raw)
+	Expect(err).NotTo(HaveOccurred())
+	for _, c := range kc.Clusters {
+		c.Server = rc.linkURL
+	}
+	raw, err = clientcmd.Write(*kc)
 	Expect(err).NotTo(HaveOccurred())
 	rememberKubeconfig(raw)
 	return raw
