@@ -135,29 +135,51 @@ func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.R
 		w.set(v1beta1.ConditionConnected, false, ReasonInvalidKubeconfig, "%s; fix the remote secret", state.Problem)
 		r.event(w, corev1.EventTypeWarning, ReasonInvalidKubeconfig, "remote secret %s has an unusable kubeconfig for cluster %s", state.Secret, w.id)
 		return ctrl.Result{}, nil
+	case state.ConnectError != nil:
+		// The provider retries on its own and wakes the cluster once it is connected.
+		r.connectFailed(w, state.Secret, state.ConnectError, "the operator keeps retrying, at most a minute apart")
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
 	w.remote = state.Cluster
 	probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	err = w.remote.GetAPIReader().Get(probeCtx, types.NamespacedName{Name: ns}, &metav1.PartialObjectMetadata{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}})
-	switch {
-	case err == nil || apierrors.IsNotFound(err):
+	if err == nil || apierrors.IsNotFound(err) {
 		if !meta.IsStatusConditionTrue(w.status.Conditions, v1beta1.ConditionConnected) {
 			r.event(w, corev1.EventTypeNormal, ReasonConnected, "connected to cluster %s through remote secret %s", w.id, state.Secret)
 		}
 		w.set(v1beta1.ConditionConnected, true, ReasonConnected, "the API server of cluster %s answers (remote secret %s)", w.id, state.Secret)
 		return ctrl.Result{}, nil
-	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+	}
+	w.remote = nil
+	if apierrors.IsUnauthorized(err) && r.Clusters.Reauthenticate(ctx, w.id) {
+		// A client built again reads its credentials again; the provider wakes the
+		// cluster when the new one is connected.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	r.connectFailed(w, state.Secret, err, "retrying with backoff")
+	return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+}
+
+// connectFailed reports why the cluster's API server cannot be used, with the advice
+// that fits: a link that is down is not a bad kubeconfig.
+func (r *ClusterReconciler) connectFailed(w *clusterWork, secret string, err error, retry string) {
+	ns := r.Settings.Namespace
+	reason := remotecluster.ConnectFailure(err)
+	switch reason {
+	case remotecluster.FailureUnauthorized:
+		w.set(v1beta1.ConditionConnected, false, ReasonUnauthorized,
+			"the API server of cluster %s refused the credentials in remote secret %s (HTTP 401: the token expired, was rotated or revoked); "+
+				"create the remote secret again, for example with istioctl create-remote-secret", w.id, secret)
+	case remotecluster.FailureForbidden:
 		w.set(v1beta1.ConditionConnected, false, ReasonForbidden,
-			"the kubeconfig in remote secret %s is not allowed to read namespace %s in cluster %s; grant it the permissions in docs/remote-permissions.md", state.Secret, ns, w.id)
+			"the kubeconfig in remote secret %s is not allowed to read namespace %s in cluster %s; grant it the permissions in docs/remote-permissions.md", secret, ns, w.id)
 	default:
 		w.set(v1beta1.ConditionConnected, false, ReasonUnreachable,
-			"the API server of cluster %s did not answer within %s; retrying with backoff (%s)", w.id, probeTimeout, errorSummary(err))
+			"cannot reach the API server of cluster %s: %s; %s", w.id, remotecluster.DescribeFailure(err), retry)
 	}
-	r.event(w, corev1.EventTypeWarning, meta.FindStatusCondition(w.status.Conditions, v1beta1.ConditionConnected).Reason,
-		"cannot reach cluster %s", w.id)
-	return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+	r.event(w, corev1.EventTypeWarning, reason, "cannot connect to cluster %s", w.id)
 }
 
 func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork) (ctrl.Result, error) {

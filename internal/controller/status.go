@@ -26,6 +26,7 @@ const (
 	ReasonInvalidKubeconfig   = "InvalidKubeconfig"
 	ReasonUnreachable         = "Unreachable"
 	ReasonForbidden           = "Forbidden"
+	ReasonUnauthorized        = "Unauthorized"
 	ReasonConnected           = "Connected"
 	ReasonRenderFailed        = "RenderFailed"
 	ReasonNotOwned            = "ObjectNotOwned"

@@ -23,6 +23,7 @@ const (
 	LabelReason    = "reason"
 	LabelOperation = "operation"
 	LabelDirection = "direction"
+	LabelVerb      = "verb"
 )
 
 // Operations of MirrorWrites.
@@ -65,6 +66,11 @@ var (
 			"mirror pass that applied it.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 15),
 	}, []string{LabelCluster})
+	RemoteRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "remote_requests_total",
+		Help: "Requests the operator sent to the cluster's API server, by verb (get, watch, create, update, patch, delete); " +
+			"watch counts watch streams opened.",
+	}, []string{LabelCluster, LabelVerb})
 	GatewayRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "gateway_restarts_total",
 		Help: "Gateway Deployments restarted in the cluster, by direction: switch (to the local istiod) or back.",
@@ -76,11 +82,13 @@ var perCluster = []*prometheus.MetricVec{
 	ClusterConnected.MetricVec, ClusterReady.MetricVec, ClusterSwitched.MetricVec,
 	IstiodDesiredReplicas.MetricVec, IstiodReadyReplicas.MetricVec, MirroredObjects.MetricVec,
 	ApplyDuration.MetricVec, ApplyErrors.MetricVec, MirrorWrites.MetricVec, MirrorLag.MetricVec, GatewayRestarts.MetricVec,
+	RemoteRequests.MetricVec,
 }
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(ClusterConnected, ClusterReady, ClusterSwitched, IstiodDesiredReplicas,
-		IstiodReadyReplicas, MirroredObjects, ApplyDuration, ApplyErrors, MirrorWrites, MirrorLag, GatewayRestarts)
+		IstiodReadyReplicas, MirroredObjects, ApplyDuration, ApplyErrors, MirrorWrites, MirrorLag, GatewayRestarts,
+		RemoteRequests)
 }
 
 // ReportCluster sets the cluster's gauges from its status entry. A nil entry means the
@@ -132,6 +140,11 @@ func CountMirrorWrites(id string, created, updated, deleted int) {
 func CountGatewayRestarts(id, token string, n int) {
 	direction, _, _ := strings.Cut(token, "-")
 	GatewayRestarts.WithLabelValues(id, direction).Add(float64(n))
+}
+
+// CountRemoteRequest counts one request to the cluster's API server.
+func CountRemoteRequest(id, verb string) {
+	RemoteRequests.WithLabelValues(id, verb).Inc()
 }
 
 // now is replaced in tests.

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,14 +51,23 @@ type State struct {
 	// Connecting is set while a remote secret provides the cluster ID but the provider
 	// has not engaged it yet, for example right after the operator started.
 	Connecting bool
+	// ConnectError is why the provider could not connect to the cluster yet; it keeps
+	// retrying with capped backoff (at most a minute apart).
+	ConnectError error
 }
 
 type remote struct {
-	secret  types.NamespacedName
-	hash    string
-	problem string
-	cluster cluster.Cluster
-	cancel  context.CancelFunc
+	secret     types.NamespacedName
+	hash       string
+	kubeconfig []byte
+	problem    string
+	// connectErr is why the last attempt to build the cluster's client failed; the
+	// provider keeps retrying.
+	connectErr error
+	// reauthenticated is set once the client was rebuilt for a 401.
+	reauthenticated bool
+	cluster         cluster.Cluster
+	cancel          context.CancelFunc
 }
 
 // Provider engages one cluster per data key of every remote secret. It implements
@@ -105,7 +116,10 @@ func (p *Provider) Lookup(ctx context.Context, id string) (State, bool, error) {
 	r, ok := p.clusters[id]
 	p.mu.RUnlock()
 	if ok {
-		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem}, true, nil
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem, ConnectError: r.connectErr,
+			Connecting: r.cluster == nil && r.problem == "" && r.connectErr == nil}, true, nil
 	}
 	secrets := &corev1.SecretList{}
 	if err := p.mgr.GetLocalManager().GetClient().List(ctx, secrets, client.InNamespace(p.opts.Namespace),
@@ -233,43 +247,125 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 		p.remove(ctx, id)
 	}
 
-	next := &remote{secret: secret, hash: hash}
-	restCfg, err := restConfigFromKubeconfig(kubeconfig, p.opts.AllowExecCredentials)
-	if err == nil {
-		next.cluster, err = cluster.New(restCfg, p.opts.ClusterOptions...)
+	next := &remote{secret: secret, hash: hash, kubeconfig: kubeconfig}
+	if found {
+		next.reauthenticated = existing.reauthenticated && existing.hash == hash
 	}
+	restCfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.AllowExecCredentials)
 	if err != nil {
 		next.problem = fmt.Sprintf("the kubeconfig for cluster %q in remote secret %s/%s cannot be used: %v", id, secret.Namespace, secret.Name, err)
-		next.cluster = nil
 		log.Info("remote secret has an unusable kubeconfig", "reason", err.Error())
 		p.store(id, next)
 		p.notify(ctx, id)
 		return
 	}
-	if err := p.runIndexers(ctx, next.cluster); err != nil {
-		log.Error(err, "indexing remote cluster")
-	}
-
 	clusterCtx, cancel := context.WithCancel(ctx)
 	next.cancel = cancel
+	p.store(id, next)
+	go p.connect(clusterCtx, log, id, next, restCfg)
+	p.notify(ctx, id)
+}
+
+// Retry delays of a cluster whose API server cannot be reached: capped, so that a
+// cluster is connected again within a minute of its link coming back.
+const (
+	firstRetry = time.Second
+	maxRetry   = time.Minute
+)
+
+// connect builds the cluster's client and cache, retrying with capped backoff while its
+// API server cannot be reached (building them reads the API server's discovery), then
+// starts the cache and engages the cluster. Removing the cluster cancels ctx.
+func (p *Provider) connect(ctx context.Context, log logr.Logger, id string, next *remote, restCfg *rest.Config) {
+	delay := firstRetry
+	var cl cluster.Cluster
+	for {
+		var err error
+		if cl, err = cluster.New(restCfg, p.opts.ClusterOptions...); err == nil {
+			break
+		}
+		first := p.setConnectError(id, next, err)
+		log.Info("cannot connect to the remote cluster; retrying", "after", delay, "reason", err.Error())
+		if first {
+			p.notify(ctx, id)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxRetry)
+	}
+	if err := p.runIndexers(ctx, cl); err != nil {
+		log.Error(err, "indexing remote cluster")
+	}
+	if !p.setCluster(id, next, cl) {
+		return // replaced or removed meanwhile
+	}
 	go func() {
-		if err := next.cluster.Start(clusterCtx); err != nil {
+		if err := cl.Start(ctx); err != nil {
 			log.Error(err, "remote cluster stopped")
 		}
 	}()
-	p.store(id, next)
 	// Engaging starts the controllers' watches in this cluster, and starting a watch
 	// can wait for the cluster (unreachable, or refusing the list). It runs on its own,
 	// so one such cluster never holds up the remote secrets of the others; removing the
 	// cluster cancels it.
 	go func() {
-		if err := p.mgr.Engage(clusterCtx, multicluster.ClusterName(id), next.cluster); err != nil && clusterCtx.Err() == nil {
+		if err := p.mgr.Engage(ctx, multicluster.ClusterName(id), cl); err != nil && ctx.Err() == nil {
 			log.Error(err, "engaging remote cluster")
 			return
 		}
 		log.Info("remote cluster engaged")
 	}()
 	p.notify(ctx, id)
+}
+
+// setConnectError records why the cluster cannot be connected; it reports whether
+// this is news (the first failure, or a different kind of failure).
+func (p *Provider) setConnectError(id string, r *remote, err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.clusters[id] != r {
+		return false
+	}
+	news := r.connectErr == nil || ConnectFailure(r.connectErr) != ConnectFailure(err)
+	r.connectErr = err
+	return news
+}
+
+func (p *Provider) setCluster(id string, r *remote, cl cluster.Cluster) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.clusters[id] != r {
+		return false
+	}
+	r.cluster, r.connectErr = cl, nil
+	return true
+}
+
+// Reauthenticate rebuilds the client of a cluster whose API server refused its
+// credentials (HTTP 401), once per kubeconfig: a client built again reads its
+// credentials again. It reports whether it did; when it already had, the refusal
+// stands until the remote secret changes.
+func (p *Provider) Reauthenticate(ctx context.Context, id string) bool {
+	p.mu.Lock()
+	r, ok := p.clusters[id]
+	if !ok || r.reauthenticated || r.cluster == nil {
+		p.mu.Unlock()
+		return false
+	}
+	r.reauthenticated = true
+	p.mu.Unlock()
+	p.log.Info("the remote cluster refused the operator's credentials; rebuilding its client once", "cluster", id)
+	p.remove(ctx, id)
+	p.upsert(ctx, r.secret, id, r.kubeconfig)
+	p.mu.Lock()
+	if n, ok := p.clusters[id]; ok {
+		n.reauthenticated = true
+	}
+	p.mu.Unlock()
+	return true
 }
 
 func (p *Provider) runIndexers(ctx context.Context, cl cluster.Cluster) error {

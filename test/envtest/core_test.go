@@ -19,6 +19,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -563,7 +564,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 	It("reports an unreachable cluster while the other one converges", func() {
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(1) })
 		Eventually(remotes["cluster-1"].ownedNames).Should(Equal(installedOneReplica))
-		Expect(remotes["cluster-1"].env.ControlPlane.APIServer.Stop()).To(Succeed())
+		Expect(remotes["cluster-1"].link.SetMode(farlink.Down)).To(Succeed())
 
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
 			mc.Spec.ExternalIstiodConfigurations["cluster-1"] = entry(2)
@@ -574,7 +575,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 			Should(Equal("False/" + controller.ReasonUnreachable))
 	})
 
-	It("cleans every reachable cluster on deletion and lets go once the unreachable one leaves the mesh", func() {
+	It("cleans every reachable cluster on deletion, and the unreachable one once its link is back", func() {
 		mc := getMeshConfig()
 		Expect(mesh.Delete(ctx(), mc)).To(Succeed())
 		Eventually(remotes["cluster-2"].ownedNames).Should(BeEmpty())
@@ -587,11 +588,14 @@ var _ = Describe("remote control planes", Ordered, func() {
 		rc.expectAsBefore()
 		Expect(getMeshConfig().Finalizers).To(ContainElement(controller.Finalizer))
 
-		// cluster-1 is gone for good: its remote secret is removed from the mesh.
-		Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-cluster-1", Namespace: ns}})).To(Succeed())
+		// cluster-1 is cleaned as soon as its link is back.
+		Consistently(func() []string { return getMeshConfig().Finalizers }, 3*time.Second).Should(ContainElement(controller.Finalizer))
+		Expect(remotes["cluster-1"].link.SetMode(farlink.Up)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-		}).Should(BeTrue())
+		}, 3*time.Minute).Should(BeTrue())
+		Expect(remotes["cluster-1"].ownedNames()).To(BeEmpty())
+		remotes["cluster-1"].expectAsBefore()
 		Expect(clusterMetrics("cluster-1")).To(BeEmpty())
 		Expect(clusterMetrics("cluster-2")).To(BeEmpty())
 	})

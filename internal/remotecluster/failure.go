@@ -1,0 +1,75 @@
+package remotecluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"syscall"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// Kinds of failure to talk to a remote API server, each with its own advice: a link
+// that is down is not a bad kubeconfig, and an expired token is not missing RBAC.
+const (
+	// FailureUnreachable: the API server did not answer (refused, timed out, reset).
+	FailureUnreachable = "Unreachable"
+	// FailureUnauthorized: the API server refused the credentials (HTTP 401).
+	FailureUnauthorized = "Unauthorized"
+	// FailureForbidden: the credentials are valid but lack permissions (HTTP 403).
+	FailureForbidden = "Forbidden"
+)
+
+// ConnectFailure says which kind of failure err is.
+func ConnectFailure(err error) string {
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return FailureUnauthorized
+	case apierrors.IsForbidden(err):
+		return FailureForbidden
+	}
+	return FailureUnreachable
+}
+
+// DescribeFailure says in a few words what did not answer and how, for a condition
+// message. It names the API server's address (not a secret) and never credentials.
+func DescribeFailure(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	var uerr *url.Error
+	host := ""
+	if errors.As(err, &uerr) {
+		if u, perr := url.Parse(uerr.URL); perr == nil {
+			host = u.Host
+		}
+	}
+	what := "the API server"
+	if host != "" {
+		what = "the API server at " + host
+	}
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return what + " refused the connection"
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Sprintf("%s did not answer within %s", what, RemoteRequestTimeout)
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed):
+		return what + " closed the connection"
+	case errors.As(err, &opErr):
+		return fmt.Sprintf("%s cannot be reached: %v", what, opErr.Err)
+	}
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return msg
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
