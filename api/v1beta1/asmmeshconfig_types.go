@@ -243,6 +243,11 @@ const (
 	// ConditionSwitched is True when the cluster's sidecar injection is served by its
 	// own istiod.
 	ConditionSwitched = "Switched"
+	// ConditionMutualAccess is True when the cluster's istiod holds a current remote
+	// secret for every other connected cluster (only with mutualAccess). It does not
+	// count towards Ready: a peer that cannot be reached costs discovery of that peer,
+	// not this cluster's control plane.
+	ConditionMutualAccess = "MutualAccess"
 )
 
 // ClusterStatus is how far the operator got in one data-plane cluster: its conditions,

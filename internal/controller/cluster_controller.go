@@ -24,7 +24,6 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
-	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -32,6 +31,8 @@ import (
 // Timeouts that keep one slow cluster from holding a worker.
 const (
 	probeTimeout = 10 * time.Second
+	// applyTimeout bounds each phase of a reconcile that talks to the cluster (the
+	// mirror sizes its own deadline to its work).
 	applyTimeout = 60 * time.Second
 	// resyncInterval re-checks a healthy cluster, so a connection that broke while
 	// nothing changed is still reported.
@@ -182,121 +183,6 @@ func (r *ClusterReconciler) connectFailed(w *clusterWork, secret string, err err
 	r.event(w, corev1.EventTypeWarning, reason, "cannot connect to cluster %s", w.id)
 }
 
-func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	if clusterStatus(w.mc, w.id) == nil {
-		// Record the cluster before anything lands in it, so deletion always knows
-		// where to clean up.
-		w.set(v1beta1.ConditionApplied, false, ReasonPending, "about to apply istiod")
-		if err := applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if msg := conflictingSettings(w.mc.Spec); msg != "" {
-		// The admission rules refuse this; an object stored before they existed still
-		// must not get a remote control plane.
-		w.set(v1beta1.ConditionApplied, false, ReasonConflictingSettings, "%s", msg)
-		r.event(w, corev1.EventTypeWarning, ReasonConflictingSettings, "%s", msg)
-		return ctrl.Result{}, nil
-	}
-	if res, err := r.connect(ctx, w); err != nil || w.remote == nil {
-		return res, err
-	}
-
-	// Every remote call from here on has a deadline: a hung cluster holds one worker for
-	// at most applyTimeout.
-	applyCtx, cancel := context.WithTimeout(ctx, applyTimeout)
-	defer cancel()
-	cacerts, fingerprint, ok, err := r.reconcileTrust(applyCtx, w)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if !ok {
-		// A missing or broken mesh CA needs a person; look again now and then.
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
-	}
-	in := render.InputsFor(w.mc.Spec, w.id, r.Settings)
-	if err := r.fillMeshSettings(applyCtx, w, &in); err != nil { // the mesh control plane's injector and mesh config
-		var noSource *noTemplateSourceError
-		if errors.As(err, &noSource) {
-			// Nothing to render istiod from: keep what the cluster has. A change of
-			// spec.version or of the mesh control plane's ConfigMaps wakes the cluster.
-			w.set(v1beta1.ConditionApplied, false, ReasonNoTemplateSource, "%v", err)
-			r.event(w, corev1.EventTypeWarning, ReasonNoTemplateSource, "cluster %s: %v", w.id, err)
-			return ctrl.Result{}, nil
-		}
-		return r.applyFailed(w, err)
-	}
-	in.CACertsFingerprint = fingerprint
-	foreignValidators, err := managedValidators(applyCtx, w.remote.GetAPIReader())
-	if err != nil {
-		return r.applyFailed(w, err)
-	}
-	in.ForeignValidators = len(foreignValidators) > 0
-	w.status.DesiredReplicas = ptrOr(in.Entry.Replicas, 2)
-	objs, err := render.Render(in, r.Scheme)
-	if err != nil {
-		w.set(v1beta1.ConditionApplied, false, ReasonRenderFailed, "cannot render istiod: %v; fix the ASMMeshConfig", err)
-		r.event(w, corev1.EventTypeWarning, ReasonRenderFailed, "cannot render istiod for cluster %s: %v", w.id, err)
-		return ctrl.Result{}, nil // only a spec change can fix this
-	}
-	if objs, err = r.withoutForeignAddress(applyCtx, w, objs); err != nil {
-		return r.applyFailed(w, err)
-	}
-	if cacerts != nil {
-		// istiod reads its CA at start: the Secret goes first.
-		objs = append([]client.Object{cacerts}, objs...)
-	}
-	hash := render.Hash(objs)
-
-	if err := r.ensureNamespace(applyCtx, w); err != nil {
-		return r.applyFailed(w, err)
-	}
-	if err := r.labelNetwork(applyCtx, w, in.Entry.Network); err != nil {
-		return r.applyFailed(w, err)
-	}
-	own := ownership(w.id)
-	applyTimer := metrics.StartApply(w.id)
-	res, err := r.Applier.Apply(applyCtx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), own, objs)
-	applyTimer.ObserveDuration()
-	if err != nil {
-		return r.applyFailed(w, err)
-	}
-
-	if res.Applied > 0 {
-		log.Info("applied istiod", "changed", res.Applied, "unchanged", res.Unchanged, "hash", hash)
-		if w.status.AppliedHash != hash {
-			r.event(w, corev1.EventTypeNormal, ReasonApplied, "applied istiod %s to cluster %s (%d objects changed)", in.Version, w.id, res.Applied)
-		}
-	}
-	w.status.AppliedHash = hash
-	w.status.IstioVersion = in.Version
-	w.set(v1beta1.ConditionApplied, true, ReasonApplied, "%d objects of istiod %s are applied", len(objs), in.Version)
-	// The local istiod gets the mesh's configuration before it serves any sidecar.
-	if err := r.reconcileMirror(applyCtx, w); err != nil {
-		return ctrl.Result{}, err
-	}
-	r.observeIstiod(applyCtx, w)
-	keep, err := r.reconcileSwitch(applyCtx, w, in)
-	if err != nil {
-		w.set(v1beta1.ConditionSwitched, false, ReasonUnreachable, "switching cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
-		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
-	}
-	secrets, err := r.reconcileAccess(applyCtx, w, in.Entry.MutualAccess)
-	if err == nil {
-		_, err = r.Applier.Apply(applyCtx, w.id, w.remote.GetAPIReader(), nil, w.remote.GetClient(), own, secrets)
-	}
-	if err != nil {
-		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "mutual access of cluster %s: %s", w.id, errorSummary(err))
-		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
-	}
-	keep = append(keep, secrets...)
-	if _, err := r.Applier.Prune(applyCtx, w.id, w.remote.GetClient(), w.remote.GetClient(), own, append([]schema.GroupVersionKind{secretGVK}, render.OwnedKinds...), append(objs, keep...)); err != nil {
-		return r.applyFailed(w, err)
-	}
-	return ctrl.Result{RequeueAfter: resyncInterval}, nil
-}
-
 // conflictingSettings explains why the spec must not get remote control planes, or "".
 func conflictingSettings(spec v1beta1.ASMMeshConfigSpec) string {
 	if spec.UseDataPlaneKubeAPIForIstioResources && len(spec.ExternalIstiodConfigurations) > 0 {
@@ -306,20 +192,22 @@ func conflictingSettings(spec v1beta1.ASMMeshConfigSpec) string {
 	return ""
 }
 
-func (r *ClusterReconciler) applyFailed(w *clusterWork, err error) (ctrl.Result, error) {
+// applyFailed reports why istiod could not be applied. A same-named object the
+// operator does not own needs a person and returns nil; the rest is retried.
+func (r *ClusterReconciler) applyFailed(w *clusterWork, err error) error {
 	var notOwned *apply.NotOwnedError
 	switch {
 	case errors.As(err, &notOwned):
 		w.set(v1beta1.ConditionApplied, false, ReasonNotOwned, "%v", err)
 		r.event(w, corev1.EventTypeWarning, ReasonNotOwned, "%v", err)
-		return ctrl.Result{RequeueAfter: time.Minute}, nil
+		return nil
 	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
 		w.set(v1beta1.ConditionApplied, false, ReasonApplyRejected, "the API server of cluster %s refused: %s", w.id, errorSummary(err))
 		r.event(w, corev1.EventTypeWarning, ReasonApplyRejected, "cluster %s refused istiod: %s", w.id, errorSummary(err))
 	default:
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "applying to cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
 	}
-	return ctrl.Result{}, fmt.Errorf("cluster %s: %w", w.id, err)
+	return fmt.Errorf("cluster %s: %w", w.id, err)
 }
 
 // observeIstiod reads the istiod Deployment from the cluster's cache.

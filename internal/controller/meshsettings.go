@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -278,9 +279,22 @@ func (r *ClusterReconciler) meshVersion(ctx context.Context, w *clusterWork, nam
 // everyClusterOnMeshSettings re-queues every cluster with an entry when the mesh
 // control plane's ConfigMaps or istiod Deployment change.
 func (r *ClusterReconciler) everyClusterOnMeshSettings(multicluster.ClusterName, cluster.Cluster) handler.TypedEventHandler[client.Object, mcreconcile.Request] {
-	return handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []mcreconcile.Request {
-		return r.entries(ctx)
-	})
+	fanOut := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+		for _, req := range r.entries(ctx) {
+			enqueueFanOut(q, req)
+		}
+	}
+	return handler.TypedFuncs[client.Object, mcreconcile.Request]{
+		CreateFunc: func(ctx context.Context, _ event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			fanOut(ctx, q)
+		},
+		UpdateFunc: func(ctx context.Context, _ event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			fanOut(ctx, q)
+		},
+		DeleteFunc: func(ctx context.Context, _ event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			fanOut(ctx, q)
+		},
+	}
 }
 
 // meshSettingsChanged lets through the events of the objects fillMeshSettings reads, of

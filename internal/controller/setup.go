@@ -89,7 +89,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 				return
 			}
 			for _, req := range r.entries(ctx) {
-				q.Add(req)
+				enqueueFanOut(q, req)
 			}
 		},
 	}))
@@ -102,6 +102,20 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		b = b.WatchesMetadata(obj, sameCluster, remoteOnly...)
 	}
 	return b.Complete(r)
+}
+
+// fanOutDelay coalesces a burst of mesh changes into one reconcile per cluster.
+const fanOutDelay = time.Second
+
+// enqueueFanOut queues a cluster for a change of the mesh that concerns every cluster.
+// A cluster that is backing off after an error is left to its retry, which reads the
+// mesh as it is then: a mesh that changes often must not turn a few hung clusters into
+// a stream of reconciles that each hold a worker until their deadline.
+func enqueueFanOut(q workqueue.TypedRateLimitingInterface[mcreconcile.Request], req mcreconcile.Request) {
+	if q.NumRequeues(req) > 0 {
+		return
+	}
+	q.AddAfter(req, fanOutDelay)
 }
 
 func requestFor(id string) mcreconcile.Request {
