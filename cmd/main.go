@@ -55,7 +55,11 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "remote-istiod-operator.istio.alibabacloud.com",
 		LeaderElectionNamespace: opts.Settings.Namespace,
-		Cache:                   manager.LocalCacheOptions(opts.Settings.Namespace),
+		// A replica that stops hands the lease over at once instead of making the
+		// other wait for it to expire.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptrTo(manager.GracefulShutdownTimeout),
+		Cache:                         manager.LocalCacheOptions(opts.Settings.Namespace),
 	}
 	mgr, err := manager.New(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
@@ -76,3 +80,5 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

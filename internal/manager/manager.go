@@ -5,6 +5,7 @@ package manager
 
 import (
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,11 @@ import (
 // Istio's chart in this build (1.<istiochart.Minor()>.0), the one version whose
 // injection templates the operator has of its own.
 const DefaultIstioVersion = ""
+
+// GracefulShutdownTimeout is how long a stopping replica lets running reconciles
+// finish: less than the 30 s termination grace period of config/manager and the chart,
+// so the replica releases its lease itself instead of being killed holding it.
+const GracefulShutdownTimeout = 25 * time.Second
 
 // Options configure the operator.
 type Options struct {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
@@ -15,6 +16,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	operator "github.com/meshfleet/remote-istiod-operator/internal/manager"
 )
 
 // customValues sets every value the chart has to something other than its default.
@@ -77,6 +80,11 @@ func TestChartDefaults(t *testing.T) {
 	}
 	expectHardened(t, pod)
 	expectProbes(t, manager)
+	// A stopping replica finishes its reconciles and releases its lease before the
+	// kubelet kills it.
+	if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; grace <= operator.GracefulShutdownTimeout {
+		t.Errorf("termination grace period %s does not leave room for the manager's graceful shutdown of %s", grace, operator.GracefulShutdownTimeout)
+	}
 	if got := manager.Resources.Requests[corev1.ResourceMemory]; got.Cmp(resource.MustParse("128Mi")) != 0 {
 		t.Errorf("memory request %s, want 128Mi", got.String())
 	}
