@@ -85,9 +85,9 @@ test: verify-generated vet ## Run all tests: unit, golden and the multi-cluster 
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" PILOT_DISCOVERY="$(PILOT_DISCOVERY_BIN)" go test ./... -race -timeout $(TEST_TIMEOUT) -count=1
 
 .PHONY: demo
-demo: ## Run the operator on a local mesh of three API servers and show it at work (DEMO_ONCE=1: check the outcome and exit).
+demo: ## Run the operator on a local mesh of three API servers and show it at work (DEMO_ONCE=1: check the outcome and exit; DEMO_LINK_RTT=100ms: far links to the data-plane clusters).
 	@echo "compiling the demo (a minute or two the first time)"
-	go run ./hack/demo $(if $(DEMO_ONCE),-once)
+	go run ./hack/demo $(if $(DEMO_ONCE),-once) $(if $(DEMO_LINK_RTT),-link-rtt=$(DEMO_LINK_RTT))
 
 .PHONY: bench
 bench: ## Run the benchmarks (envtest-backed ones included) and summarise them with benchstat: tables, variants side by side with ratios.

@@ -35,6 +35,8 @@ var istioConfig []byte
 type options struct {
 	once    bool
 	timeout time.Duration
+	// linkRTT is the round trip the far links to the data-plane clusters add.
+	linkRTT time.Duration
 }
 
 // run starts the local mesh and the operator, applies the sample, waits for the
@@ -76,6 +78,7 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 		AssetsDir:   assets,
 		MeshCRDDirs: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "internal", "mirror", "crds")},
 		DataPlanes:  dataPlanes,
+		LinkRTT:     opts.linkRTT,
 		Progress:    func(msg string) { out.line("%s", msg) },
 	})
 	if err != nil {

@@ -29,11 +29,13 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	err := run(ctx, options{once: true, timeout: 2 * time.Minute}, &out)
+	// Each data-plane cluster sits behind a far link, as it would in production.
+	err := run(ctx, options{once: true, timeout: 3 * time.Minute, linkRTT: 50 * time.Millisecond}, &out)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`the operator reaches cluster-2 through a far link at 127\.0\.0\.1:\d+ with 50ms round trips`),
 		regexp.MustCompile(`(?m)^ +NAME +CONTROL PLANES +READY +REASON +AGE$`),
 		regexp.MustCompile(`(?m)^ +default +1/1 +True +Ready +\d+s$`),
 		regexp.MustCompile(`cluster-2 gets a remote control plane`),

@@ -22,6 +22,8 @@ func main() {
 	flag.BoolVar(&opts.once, "once", false,
 		"Exit after showing the outcome: 0 when cluster-2 switched to its own istiod, cluster-1 is untouched and the ASMMeshConfig is Ready, 1 otherwise.")
 	flag.DurationVar(&opts.timeout, "timeout", 3*time.Minute, "How long to wait for the operator to reach that outcome.")
+	flag.DurationVar(&opts.linkRTT, "link-rtt", 0,
+		"Round-trip time of the simulated far link between the operator and each data-plane cluster (for example 100ms).")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

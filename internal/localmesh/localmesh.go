@@ -27,6 +27,7 @@ import (
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
+	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
@@ -50,6 +51,9 @@ type Options struct {
 	MeshCRDDirs []string
 	// DataPlanes are the data-plane clusters.
 	DataPlanes []DataPlane
+	// LinkRTT is the round trip of the simulated far link (internal/farlink) through
+	// which the remote secrets reach each data-plane cluster; 0 adds none.
+	LinkRTT time.Duration
 	// Progress, when set, is told about each step.
 	Progress func(msg string)
 }
@@ -70,7 +74,10 @@ type Cluster struct {
 	Address string
 	Config  *rest.Config
 	Client  client.Client
-	env     *envtest.Environment
+	// Link is the far link in front of a data-plane cluster's API server; remote
+	// secrets reach the cluster through it.
+	Link *farlink.Link
+	env  *envtest.Environment
 }
 
 // Start starts every API server, prepares each cluster and registers the data-plane
@@ -93,6 +100,16 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	}
 	if err := m.startAll(scheme, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
+	}
+	for _, dp := range m.DataPlanes {
+		var err error
+		if dp.Link, _, err = farlink.StartFor(dp.Config.Host); err != nil {
+			return nil, errors.Join(err, m.Stop())
+		}
+		dp.Link.SetLatency(opts.LinkRTT)
+		if opts.LinkRTT > 0 {
+			progress(fmt.Sprintf("the operator reaches %s through a far link at %s with %s round trips", dp.ID, dp.Link.Addr(), opts.LinkRTT))
+		}
 	}
 	if err := m.prepare(ctx, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
@@ -174,7 +191,7 @@ func skippedNote(skipped []client.Object) string {
 // Its user administers the cluster: the operator needs more than Istio's reader role
 // there (docs/remote-permissions.md).
 func (m *Mesh) register(ctx context.Context, dp *Cluster) error {
-	kubeconfig, err := dp.Kubeconfig("remote-secret-"+dp.ID, "system:masters")
+	kubeconfig, err := dp.kubeconfigThrough(dp.Link, "remote-secret-"+dp.ID, "system:masters")
 	if err != nil {
 		return err
 	}
@@ -206,6 +223,9 @@ func (m *Mesh) Clusters() []*Cluster {
 func (m *Mesh) Stop() error {
 	var errs []error
 	for _, c := range m.Clusters() {
+		if c.Link != nil {
+			c.Link.Close()
+		}
 		errs = append(errs, c.env.Stop())
 	}
 	return errors.Join(errs...)

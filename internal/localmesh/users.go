@@ -16,17 +16,28 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 )
 
 // Kubeconfig adds a user to the cluster's API server and returns a kubeconfig for it
 // whose cluster, user and context are named after the cluster ID, as istioctl
 // create-remote-secret names them.
 func (c *Cluster) Kubeconfig(user string, groups ...string) ([]byte, error) {
+	return c.kubeconfigThrough(nil, user, groups...)
+}
+
+// kubeconfigThrough is Kubeconfig with the API server reached through link, if any.
+func (c *Cluster) kubeconfigThrough(link *farlink.Link, user string, groups ...string) ([]byte, error) {
 	u, err := c.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adding user %s to %s: %w", user, c.ID, err)
 	}
-	return kubeconfigFor(c.ID, u.Config())
+	cfg := u.Config()
+	if link != nil {
+		cfg.Host = "https://" + link.Addr()
+	}
+	return kubeconfigFor(c.ID, cfg)
 }
 
 // AdminKubeconfig returns a kubeconfig of a member of system:masters.
