@@ -77,12 +77,11 @@ var (
 	}, []string{LabelCluster, LabelDirection})
 )
 
-// perCluster is every metric with a cluster label: all of them.
+// perCluster is every metric of a managed cluster: all but the connection's.
 var perCluster = []*prometheus.MetricVec{
 	ClusterConnected.MetricVec, ClusterReady.MetricVec, ClusterSwitched.MetricVec,
 	IstiodDesiredReplicas.MetricVec, IstiodReadyReplicas.MetricVec, MirroredObjects.MetricVec,
 	ApplyDuration.MetricVec, ApplyErrors.MetricVec, MirrorWrites.MetricVec, MirrorLag.MetricVec, GatewayRestarts.MetricVec,
-	RemoteRequests.MetricVec,
 }
 
 func init() {
@@ -140,6 +139,13 @@ func CountMirrorWrites(id string, created, updated, deleted int) {
 func CountGatewayRestarts(id, token string, n int) {
 	direction, _, _ := strings.Cut(token, "-")
 	GatewayRestarts.WithLabelValues(id, direction).Add(float64(n))
+}
+
+// ForgetConnection deletes the series of the operator's client for a cluster, when no
+// remote secret provides the cluster any more. They outlive the cluster's entry: the
+// client serves mutual access of other clusters too.
+func ForgetConnection(id string) {
+	RemoteRequests.DeletePartialMatch(prometheus.Labels{LabelCluster: id})
 }
 
 // CountRemoteRequest counts one request to the cluster's API server.

@@ -135,3 +135,6 @@ func (c *cancelOnClose) Close() error {
 	defer c.cancel()
 	return c.ReadCloser.Close()
 }
+
+// WrappedRoundTripper lets client-go see through this wrapper (utilnet.RoundTripperWrapper).
+func (t *requestDeadline) WrappedRoundTripper() http.RoundTripper { return t.next }

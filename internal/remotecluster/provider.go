@@ -21,9 +21,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	mcmanager "sigs.k8s.io/multicluster-runtime/pkg/manager"
 	"sigs.k8s.io/multicluster-runtime/pkg/multicluster"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
 
 // RemoteSecretLabel marks Istio remote secrets (istioctl create-remote-secret).
@@ -77,6 +80,10 @@ type Provider struct {
 	log     logr.Logger
 	mgr     mcmanager.Manager
 	changes chan event.TypedGenericEvent[string]
+
+	// running lives as long as the manager runs: the clusters' caches and watches are
+	// tied to it, not to the reconcile that connected them.
+	running context.Context
 
 	mu       sync.RWMutex
 	clusters map[string]*remote
@@ -170,6 +177,15 @@ func (p *Provider) IndexField(ctx context.Context, obj client.Object, field stri
 // SetupWithManager watches remote secrets through the mesh cluster's manager.
 func (p *Provider) SetupWithManager(mgr mcmanager.Manager) error {
 	p.mgr = mgr
+	if err := mgr.GetLocalManager().Add(manager.RunnableFunc(func(ctx context.Context) error {
+		p.mu.Lock()
+		p.running = ctx
+		p.mu.Unlock()
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
 	isRemoteSecret := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == p.opts.Namespace && o.GetLabels()[RemoteSecretLabel] == "true"
 	})
@@ -259,7 +275,7 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 		p.notify(ctx, id)
 		return
 	}
-	clusterCtx, cancel := context.WithCancel(ctx)
+	clusterCtx, cancel := context.WithCancel(p.lifetime(ctx))
 	next.cancel = cancel
 	p.store(id, next)
 	go p.connect(clusterCtx, log, id, next, restCfg)
@@ -368,6 +384,16 @@ func (p *Provider) Reauthenticate(ctx context.Context, id string) bool {
 	return true
 }
 
+// lifetime is the manager's run context once it runs, else ctx.
+func (p *Provider) lifetime(ctx context.Context) context.Context {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.running != nil {
+		return p.running
+	}
+	return ctx
+}
+
 func (p *Provider) runIndexers(ctx context.Context, cl cluster.Cluster) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -396,6 +422,7 @@ func (p *Provider) remove(ctx context.Context, id string) {
 	if r.cancel != nil {
 		r.cancel() // stops the cluster's cache and disengages its watches
 	}
+	metrics.ForgetConnection(id)
 	p.notify(ctx, id)
 }
 

@@ -1,6 +1,9 @@
 package envtest
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"reflect"
 	"time"
 
@@ -13,8 +16,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/access"
+	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
 	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
+	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 )
 
 // The far link: clusters that are down when the operator starts, that hang, and that
@@ -88,8 +94,8 @@ var _ = Describe("far links", Ordered, func() {
 		// stream: each informer re-opened its watch four times a minute.
 		watches := func() map[string]float64 {
 			return map[string]float64{
-				"cluster-1": clusterMetrics("cluster-1")["remote_requests_total{verb=watch}"],
-				"cluster-2": clusterMetrics("cluster-2")["remote_requests_total{verb=watch}"],
+				"cluster-1": requestMetrics("cluster-1")["remote_requests_total{verb=watch}"],
+				"cluster-2": requestMetrics("cluster-2")["remote_requests_total{verb=watch}"],
 			}
 		}
 		// Steady: the informers of both clusters are open and nothing is changing.
@@ -128,4 +134,105 @@ var _ = Describe("far links", Ordered, func() {
 		Expect(msg).To(ContainSubstring("401"))
 		Expect(msg).NotTo(ContainSubstring("remote-permissions"))
 	})
+
+	It("keeps the other clusters ready and their peers' secrets while one peer of mutual access hangs", func() {
+		c1, c2 := remotes["cluster-1"], remotes["cluster-2"]
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			for _, id := range []string{"cluster-1", "cluster-2"} {
+				e := mc.Spec.ExternalIstiodConfigurations[id]
+				e.MutualAccess = true
+				mc.Spec.ExternalIstiodConfigurations[id] = e
+			}
+		})
+		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-1"}
+		held := &corev1.Secret{}
+		Eventually(func() error { return c2.client.Get(ctx(), key, held) }).Should(Succeed())
+		c1.markAvailable()
+		c2.markAvailable()
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionReady) }).Should(Equal("True/Ready"))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMutualAccess) }).Should(Equal("True/" + controller.ReasonGranted))
+
+		Expect(c1.link.SetMode(farlink.Hung)).To(Succeed())
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.Replicas = ptrTo(int32(1))
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(func() int32 { return *c2.deployment().Spec.Replicas }, 30*time.Second).Should(BeEquivalentTo(1))
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionConnected) }, 90*time.Second).
+			Should(Equal("False/" + controller.ReasonUnreachable))
+		// The next pass of cluster-2 does not wait for the peer that is known to be down.
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			e := mc.Spec.ExternalIstiodConfigurations["cluster-2"]
+			e.Replicas = ptrTo(int32(2))
+			mc.Spec.ExternalIstiodConfigurations["cluster-2"] = e
+		})
+		Eventually(func() int32 { return *c2.deployment().Spec.Replicas }, 30*time.Second).Should(BeEquivalentTo(2))
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMutualAccess) }).
+			Should(Equal("False/" + controller.ReasonPeerUnreachable))
+		Expect(clusterConditionMessage("cluster-2", v1beta1.ConditionMutualAccess)).To(ContainSubstring("cluster-1"))
+		c2.markAvailable()
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionReady) }).Should(Equal("True/Ready"))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionApplied)).To(Equal("True/Applied"))
+		kept := &corev1.Secret{}
+		Expect(c2.client.Get(ctx(), key, kept)).To(Succeed())
+		Expect(kept.Data).To(Equal(held.Data), "the secret cluster-2 holds for the hung peer is kept as it was")
+
+		Expect(c1.link.SetMode(farlink.Up)).To(Succeed())
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMutualAccess) }, 2*time.Minute).
+			Should(Equal("True/" + controller.ReasonGranted))
+	})
+
+	It("renews the intermediate CA and the reader tokens while istiod cannot be rendered", func() {
+		for _, name := range []string{"istio", "istio-sidecar-injector"} {
+			if configMapIn(mesh, name) != nil {
+				Skip("the mesh cluster has ConfigMap " + name + ": every version can be rendered")
+			}
+		}
+		c2 := remotes["cluster-2"]
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.Version = fmt.Sprintf("1.%d.3", istiochart.Minor()-3) })
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("False/" + controller.ReasonNoTemplateSource))
+		DeferCleanup(func() {
+			updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.Version = "" })
+			Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
+		})
+
+		// The intermediate in cluster-2 is in its renewal window: ten days left.
+		issuer, err := ca.NewIssuer(ca.Bundle(meshCA))
+		Expect(err).NotTo(HaveOccurred())
+		expiring, err := issuer.Issue("cluster-2", 10*24*time.Hour, time.Now())
+		Expect(err).NotTo(HaveOccurred())
+		rememberSecret(expiring[ca.CAKey])
+		cacerts := &corev1.Secret{}
+		Expect(c2.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, cacerts)).To(Succeed())
+		cacerts.Data = expiring
+		Expect(c2.client.Update(ctx(), cacerts)).To(Succeed())
+		// The token cluster-2 holds for cluster-1 is past half its lifetime.
+		held := &corev1.Secret{}
+		key := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-1"}
+		Expect(c2.client.Get(ctx(), key, held)).To(Succeed())
+		old := held.Data["cluster-1"]
+		held.Annotations[access.IssuedAtAnnotation] = time.Now().Add(-13 * time.Hour).UTC().Format(time.RFC3339)
+		Expect(c2.client.Update(ctx(), held)).To(Succeed())
+
+		Eventually(func() time.Time {
+			Expect(c2.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "cacerts"}, cacerts)).To(Succeed())
+			return notAfter(cacerts.Data[ca.CACert])
+		}).Should(BeTemporally(">", time.Now().Add(60*24*time.Hour)), "the intermediate is renewed")
+		Expect(verifiesAgainstMeshRoot(cacerts.Data)).To(Succeed())
+		Eventually(func() []byte {
+			Expect(c2.client.Get(ctx(), key, held)).To(Succeed())
+			return held.Data["cluster-1"]
+		}).ShouldNot(Equal(old), "the reader token is re-issued")
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionApplied)).To(Equal("False/" + controller.ReasonNoTemplateSource))
+	})
 })
+
+// notAfter is the expiry of the first certificate in a PEM bundle.
+func notAfter(pemData []byte) time.Time {
+	block, _ := pem.Decode(pemData)
+	Expect(block).NotTo(BeNil())
+	cert, err := x509.ParseCertificate(block.Bytes)
+	Expect(err).NotTo(HaveOccurred())
+	return cert.NotAfter
+}

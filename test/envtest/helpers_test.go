@@ -231,12 +231,25 @@ func reconciles() float64 {
 // other labels in braces ("gateway_restarts_total{direction=switch}"); a histogram
 // gives its sample count as name_count.
 func clusterMetrics(id string) map[string]float64 {
+	return seriesOf(id, func(name string) bool { return !connectionMetrics[name] })
+}
+
+// connectionMetrics follow the operator's client for a cluster, which lives as long as
+// a remote secret provides the cluster, entry or not.
+var connectionMetrics = map[string]bool{"remote_requests_total": true}
+
+// requestMetrics returns the connection series of a cluster, as clusterMetrics does.
+func requestMetrics(id string) map[string]float64 {
+	return seriesOf(id, func(name string) bool { return connectionMetrics[name] })
+}
+
+func seriesOf(id string, include func(name string) bool) map[string]float64 {
 	families, err := ctrlmetrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
 	out := map[string]float64{}
 	for _, f := range families {
 		name, ok := strings.CutPrefix(f.GetName(), "remote_istiod_operator_")
-		if !ok {
+		if !ok || !include(name) {
 			continue
 		}
 		for _, m := range f.GetMetric() {
