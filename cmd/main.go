@@ -33,6 +33,8 @@ func main() {
 		"Renew an intermediate CA this long before it expires; istiod is rolled to pick it up.")
 	flag.IntVar(&opts.Workers, "cluster-workers", 8, "How many data-plane clusters are reconciled at once.")
 	flag.BoolVar(&opts.AllowExecCredentials, "allow-exec-credentials", false, "Let kubeconfigs in remote secrets run exec plugins and auth providers.")
+	flag.BoolVar(&opts.AllowInsecureRemoteConnections, "allow-insecure-remote-connections", false,
+		"Let kubeconfigs in remote secrets skip TLS verification (insecure-skip-tls-verify), use plain HTTP, or go through a proxy (proxy-url).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the liveness and readiness probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")

@@ -258,11 +258,12 @@ func ptrOr(p *int32, def int32) int32 {
 }
 
 // errorSummary shortens an error for a condition message. API errors carry the API
-// server's own words, which name objects and fields, never credentials.
+// server's own words, which name objects and fields, never credentials; a body that is
+// not a Kubernetes status is not repeated.
 func errorSummary(err error) string {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
-		return status.Status().Message
+		return remotecluster.StatusMessage(status)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timed out"

@@ -44,6 +44,9 @@ type Options struct {
 	Settings             render.Settings
 	Workers              int
 	AllowExecCredentials bool
+	// AllowInsecureRemoteConnections lets remote secrets skip TLS verification, use
+	// plain HTTP or a proxy.
+	AllowInsecureRemoteConnections bool
 }
 
 // LocalCacheOptions keep the mesh cluster's cache to what the operator reads: the
@@ -79,9 +82,9 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 		opts.Workers = 8
 	}
 	provider := remotecluster.New(remotecluster.Options{
-		Namespace:            opts.Settings.Namespace,
-		ClusterOptions:       controller.RemoteClusterOptions(opts.Scheme, opts.Settings.Namespace),
-		AllowExecCredentials: opts.AllowExecCredentials,
+		Namespace:      opts.Settings.Namespace,
+		ClusterOptions: controller.RemoteClusterOptions(opts.Scheme, opts.Settings.Namespace),
+		Kubeconfigs:    remotecluster.KubeconfigPolicy{AllowExec: opts.AllowExecCredentials, AllowInsecure: opts.AllowInsecureRemoteConnections},
 	})
 	// Istio configuration is read as unstructured objects; serve those from the cache
 	// too, so mirroring reads no more than the watches already bring.

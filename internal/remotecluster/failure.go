@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Kinds of failure to talk to a remote API server, each with its own advice: a link
@@ -38,7 +39,7 @@ func ConnectFailure(err error) string {
 func DescribeFailure(err error) string {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
-		return status.Status().Message
+		return StatusMessage(status)
 	}
 	var uerr *url.Error
 	host := ""
@@ -72,4 +73,21 @@ func DescribeFailure(err error) string {
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// StatusMessage is an API error's message for a condition. A Kubernetes API server
+// answers with a Status whose message names objects and fields. Anything else (a
+// kubeconfig can point anywhere) answers with a body client-go puts into the message;
+// that body is not repeated, so a remote secret cannot make the operator copy an
+// internal endpoint's answers into status.
+func StatusMessage(status apierrors.APIStatus) string {
+	st := status.Status()
+	if st.Details != nil {
+		for _, c := range st.Details.Causes {
+			if c.Type == metav1.CauseTypeUnexpectedServerResponse {
+				return fmt.Sprintf("the server answered HTTP %d (%s) with a body that is not a Kubernetes status; it is not shown", st.Code, st.Reason)
+			}
+		}
+	}
+	return st.Message
 }

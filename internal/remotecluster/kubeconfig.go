@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
@@ -18,11 +20,26 @@ import (
 // that a slow or unreachable cluster fails fast instead of holding a worker.
 const RemoteRequestTimeout = 15 * time.Second
 
-// restConfigFromKubeconfig parses one kubeconfig from an Istio remote secret. It refuses
-// exec plugins and auth providers unless allowed: a remote secret is data anyone who can
-// write Secrets in the control plane namespace controls, and an exec plugin would run a
-// command of their choosing inside the operator. Errors never quote the kubeconfig.
-func restConfigFromKubeconfig(id string, data []byte, allowExec bool) (*rest.Config, error) {
+// KubeconfigPolicy says what a kubeconfig in a remote secret may use beyond inline
+// credentials and CA data over verified TLS. A remote secret is data that anyone who can
+// write Secrets in the control plane namespace controls; the operator's own identity
+// there can read the mesh CA, so nothing in a kubeconfig may make it read local files,
+// run commands, or send credentials where they could be read.
+type KubeconfigPolicy struct {
+	// AllowExec lets kubeconfigs run exec plugins and use auth providers.
+	AllowExec bool
+	// AllowInsecure lets kubeconfigs skip TLS verification, use plain HTTP, or go
+	// through a proxy.
+	AllowInsecure bool
+}
+
+// restConfigFromKubeconfig parses one kubeconfig from an Istio remote secret and
+// refuses what the policy does not allow: files (tokenFile, client-certificate,
+// client-key, certificate-authority: Istio's own secret controller refuses the first
+// three, pkg/kube/util.go sanitizeKubeConfig), exec plugins and auth providers, and
+// unless allowed insecure TLS, plain HTTP and proxies. Errors name the field, never
+// its value or anything else of the kubeconfig.
+func restConfigFromKubeconfig(id string, data []byte, policy KubeconfigPolicy) (*rest.Config, error) {
 	raw, err := clientcmd.Load(data)
 	if err != nil {
 		return nil, errors.New("the kubeconfig is not valid YAML or JSON")
@@ -37,13 +54,8 @@ func restConfigFromKubeconfig(id string, data []byte, allowExec bool) (*rest.Con
 	if !ok {
 		return nil, fmt.Errorf("the kubeconfig's current-context %q does not exist", ctxName)
 	}
-	if auth, ok := rawCfg.AuthInfos[kctx.AuthInfo]; ok && !allowExec {
-		if auth.Exec != nil {
-			return nil, errors.New("the kubeconfig uses an exec credential plugin, which the operator refuses (use a token or client certificate)")
-		}
-		if auth.AuthProvider != nil {
-			return nil, errors.New("the kubeconfig uses an auth provider, which the operator refuses (use a token or client certificate)")
-		}
+	if err := checkPolicy(rawCfg.AuthInfos[kctx.AuthInfo], rawCfg.Clusters[kctx.Cluster], policy); err != nil {
+		return nil, err
 	}
 	restCfg, err := cfg.ClientConfig()
 	if err != nil {
@@ -138,3 +150,41 @@ func (c *cancelOnClose) Close() error {
 
 // WrappedRoundTripper lets client-go see through this wrapper (utilnet.RoundTripperWrapper).
 func (t *requestDeadline) WrappedRoundTripper() http.RoundTripper { return t.next }
+
+// checkPolicy refuses the fields of the current context's user and cluster that the
+// policy does not allow.
+func checkPolicy(auth *clientcmdapi.AuthInfo, cluster *clientcmdapi.Cluster, policy KubeconfigPolicy) error {
+	refuse := func(field, why string) error {
+		return fmt.Errorf("the kubeconfig sets %s, which the operator refuses: %s", field, why)
+	}
+	const inline = "a remote secret must carry its credentials and CA inline"
+	if auth != nil {
+		switch {
+		case auth.TokenFile != "":
+			return refuse("users[].user.tokenFile", inline+" (token)")
+		case auth.ClientCertificate != "":
+			return refuse("users[].user.client-certificate", inline+" (client-certificate-data)")
+		case auth.ClientKey != "":
+			return refuse("users[].user.client-key", inline+" (client-key-data)")
+		case auth.Exec != nil && !policy.AllowExec:
+			return refuse("users[].user.exec", "use a token or client certificate, or start the operator with --allow-exec-credentials")
+		case auth.AuthProvider != nil && !policy.AllowExec:
+			return refuse("users[].user.auth-provider", "use a token or client certificate, or start the operator with --allow-exec-credentials")
+		}
+	}
+	if cluster == nil {
+		return nil // clientcmd says what is missing
+	}
+	const insecure = "start the operator with --allow-insecure-remote-connections to accept it"
+	switch {
+	case cluster.CertificateAuthority != "":
+		return refuse("clusters[].cluster.certificate-authority", inline+" (certificate-authority-data)")
+	case cluster.InsecureSkipTLSVerify && !policy.AllowInsecure:
+		return refuse("clusters[].cluster.insecure-skip-tls-verify", "the operator would send its credentials to any server that answers; "+insecure)
+	case cluster.ProxyURL != "" && !policy.AllowInsecure:
+		return refuse("clusters[].cluster.proxy-url", "the proxy would see where the operator connects; "+insecure)
+	case !strings.HasPrefix(cluster.Server, "https://") && !policy.AllowInsecure:
+		return refuse("clusters[].cluster.server without https://", "credentials would cross the link in clear text; "+insecure)
+	}
+	return nil
+}

@@ -14,7 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
@@ -23,7 +26,7 @@ const tokenKubeconfig = `apiVersion: v1
 kind: Config
 clusters:
 - name: c
-  cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="}
 users:
 - name: u
   user: %s
@@ -36,7 +39,7 @@ current-context: ctx
 func kubeconfig(user string) []byte { return []byte(strings.Replace(tokenKubeconfig, "%s", user, 1)) }
 
 func TestKubeconfigWithToken(t *testing.T) {
-	cfg, err := restConfigFromKubeconfig("c", kubeconfig("{token: secret-token-value}"), false)
+	cfg, err := restConfigFromKubeconfig("c", kubeconfig("{token: secret-token-value}"), KubeconfigPolicy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func TestKubeconfigErrorsNameNoSecret(t *testing.T) {
 		"no server data": []byte("apiVersion: v1\nkind: Config\ncurrent-context: ''\n"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := restConfigFromKubeconfig("c", data, false)
+			_, err := restConfigFromKubeconfig("c", data, KubeconfigPolicy{})
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -65,8 +68,56 @@ func TestKubeconfigErrorsNameNoSecret(t *testing.T) {
 	}
 }
 
+// withCluster is a token kubeconfig whose cluster entry is the given YAML.
+func withCluster(cluster string) []byte {
+	return []byte(strings.Replace(strings.Replace(tokenKubeconfig, "%s", "{token: secret-token-value}", 1),
+		`{server: "https://127.0.0.1:6443", certificate-authority-data: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="}`, cluster, 1))
+}
+
+// TestKubeconfigRefusesFilesAndInsecureConnections shows each field a hostile remote
+// secret could use to read the operator's files or send its credentials elsewhere is
+// refused by name, without quoting the value.
+func TestKubeconfigRefusesFilesAndInsecureConnections(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		data  []byte
+		// insecure is set for what --allow-insecure-remote-connections accepts.
+		insecure bool
+	}{
+		{"tokenFile", kubeconfig("{tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}"), false},
+		{"client-certificate", kubeconfig("{client-certificate: /etc/secret-path/cert.pem, client-key-data: c2VjcmV0}"), false},
+		{"client-key", kubeconfig("{client-certificate-data: c2VjcmV0, client-key: /etc/secret-path/key.pem}"), false},
+		{"certificate-authority", withCluster(`{server: "https://127.0.0.1:6443", certificate-authority: /etc/secret-path/ca.pem}`), false},
+		{"insecure-skip-tls-verify", withCluster(`{server: "https://attacker.example", insecure-skip-tls-verify: true}`), true},
+		{"proxy-url", withCluster(`{server: "https://127.0.0.1:6443", certificate-authority-data: "LS0t", proxy-url: "http://secret-proxy.example:3128"}`), true},
+		{"without https://", withCluster(`{server: "http://127.0.0.1:6443"}`), true},
+	} {
+		t.Run(c.field, func(t *testing.T) {
+			_, err := restConfigFromKubeconfig("c", c.data, KubeconfigPolicy{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Errorf("the refusal does not name %s: %v", c.field, err)
+			}
+			for _, value := range []string{"secret-path", "secret-token-value", "secret-proxy", "attacker", "/var/run"} {
+				if strings.Contains(err.Error(), value) {
+					t.Errorf("the refusal quotes the kubeconfig (%s): %v", value, err)
+				}
+			}
+			_, err = restConfigFromKubeconfig("c", c.data, KubeconfigPolicy{AllowInsecure: true, AllowExec: true})
+			if c.insecure && err != nil {
+				t.Errorf("refused although insecure connections are allowed: %v", err)
+			}
+			if !c.insecure && err == nil {
+				t.Error("a file is accepted when insecure connections are allowed: files are never read")
+			}
+		})
+	}
+}
+
 func TestExecAllowedWhenAsked(t *testing.T) {
-	_, err := restConfigFromKubeconfig("c", kubeconfig("{exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/true, interactiveMode: Never}}"), true)
+	_, err := restConfigFromKubeconfig("c", kubeconfig("{exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/true, interactiveMode: Never}}"), KubeconfigPolicy{AllowExec: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +185,35 @@ func TestDescribeFailureSaysWhatDidNotAnswer(t *testing.T) {
 	}
 	if ConnectFailure(apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "x", errors.New("no"))) != FailureForbidden {
 		t.Error("a 403 must be Forbidden")
+	}
+}
+
+// TestStatusMessageHidesBodiesThatAreNotKubernetes shows an internal endpoint's answer,
+// reached through a hostile kubeconfig, does not end up in status.
+func TestStatusMessageHidesBodiesThatAreNotKubernetes(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, "internal-metadata-token: secret-body-value")
+	}))
+	defer s.Close()
+	cfg := &rest.Config{Host: s.URL}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = clientset.CoreV1().Namespaces().Get(context.Background(), "istio-system", metav1.GetOptions{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if !strings.Contains(err.Error(), "secret-body-value") {
+		t.Fatalf("client-go no longer quotes bodies; this test proves nothing: %v", err)
+	}
+	if got := DescribeFailure(err); strings.Contains(got, "secret-body-value") || !strings.Contains(got, "HTTP 403") {
+		t.Errorf("the condition message would be %q", got)
+	}
+	notFound := apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "istio-system")
+	if got := DescribeFailure(notFound); got != notFound.Status().Message {
+		t.Errorf("a Kubernetes status keeps its message: %q", got)
 	}
 }

@@ -39,8 +39,8 @@ type Options struct {
 	// ClusterOptions are passed to cluster.New for every remote cluster, for example a
 	// cache restricted to the objects the operator owns.
 	ClusterOptions []cluster.Option
-	// AllowExecCredentials lets kubeconfigs run exec plugins and auth providers.
-	AllowExecCredentials bool
+	// Kubeconfigs says what the kubeconfigs of remote secrets may use.
+	Kubeconfigs KubeconfigPolicy
 }
 
 // State says whether a cluster ID can be used, and why not when it cannot.
@@ -267,7 +267,7 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 	if found {
 		next.reauthenticated = existing.reauthenticated && existing.hash == hash
 	}
-	restCfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.AllowExecCredentials)
+	restCfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.Kubeconfigs)
 	if err != nil {
 		next.problem = fmt.Sprintf("the kubeconfig for cluster %q in remote secret %s/%s cannot be used: %v", id, secret.Namespace, secret.Name, err)
 		log.Info("remote secret has an unusable kubeconfig", "reason", err.Error())
