@@ -191,7 +191,7 @@ func TestDescribeFailureSaysWhatDidNotAnswer(t *testing.T) {
 // TestStatusMessageHidesBodiesThatAreNotKubernetes shows an internal endpoint's answer,
 // reached through a hostile kubeconfig, does not end up in status.
 func TestStatusMessageHidesBodiesThatAreNotKubernetes(t *testing.T) {
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = io.WriteString(w, "internal-metadata-token: secret-body-value")
