@@ -115,7 +115,9 @@ func (i *Issuer) Issue(clusterID string, lifetime time.Duration, now time.Time) 
 }
 
 // Current reports whether an issued bundle can stay: signed by this issuer, with the
-// same root, and not yet within renewBefore of its end.
+// same root, and not yet within renewBefore of its end. An intermediate that already
+// ends with the mesh CA stays until it expires: a new one could not end later (Issue
+// clamps it), so issuing again would only roll istiod for nothing, on every pass.
 func (i *Issuer) Current(b Bundle, renewBefore time.Duration, now time.Time) bool {
 	cert, err := parseCert(b[CACert])
 	if err != nil || !bytes.Equal(b[RootCert], i.root) {
@@ -124,8 +126,14 @@ func (i *Issuer) Current(b Bundle, renewBefore time.Duration, now time.Time) boo
 	if cert.CheckSignatureFrom(i.cert) != nil {
 		return false
 	}
+	if !cert.NotAfter.Before(i.cert.NotAfter) {
+		return now.Before(cert.NotAfter)
+	}
 	return now.Before(cert.NotAfter.Add(-renewBefore))
 }
+
+// NotAfter is when the mesh CA expires; no intermediate it issues lasts longer.
+func (i *Issuer) NotAfter() time.Time { return i.cert.NotAfter }
 
 func parseCert(data []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(data)

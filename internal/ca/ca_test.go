@@ -128,6 +128,31 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
+// TestNoReissueLoopNearTheMeshCAsEnd shows an intermediate clamped to a mesh CA that
+// expires within the renewal window stays current: issuing again could not extend it,
+// and every re-issue would roll istiod.
+func TestNoReissueLoopNearTheMeshCAsEnd(t *testing.T) {
+	mesh := catest.MeshCACerts(10 * 24 * time.Hour) // 10 days left, renewal 30 days before the end
+	issuer, b := issue(t, mesh)
+	renewBefore := 30 * 24 * time.Hour
+	if c := certs(t, b[ca.CACert])[0]; !c.NotAfter.Equal(issuer.NotAfter()) {
+		t.Fatalf("the intermediate ends %s, the mesh CA %s: not clamped", c.NotAfter, issuer.NotAfter())
+	}
+	if !issuer.Current(b, renewBefore, time.Now()) {
+		t.Error("a clamped intermediate is re-issued on every pass")
+	}
+	if issuer.Current(b, renewBefore, issuer.NotAfter().Add(time.Second)) {
+		t.Error("an expired intermediate must be replaced")
+	}
+	longer, err := ca.NewIssuer(catest.MeshCACerts(365 * 24 * time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if longer.Current(b, renewBefore, time.Now()) {
+		t.Error("a renewed mesh CA must replace the clamped intermediate")
+	}
+}
+
 func TestBrokenMeshCACertsAreRefusedWithoutQuotingTheKey(t *testing.T) {
 	mesh := catest.MeshCACerts(time.Hour)
 	broken := ca.Bundle{ca.CACert: mesh[ca.CACert], ca.CAKey: []byte("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"), ca.RootCert: mesh[ca.RootCert]}

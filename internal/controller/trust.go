@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -24,6 +25,7 @@ const (
 	ReasonIntermediateIssued = "IntermediateIssued"
 	ReasonIndependentRoot    = "IndependentRoot"
 	ReasonProvidedCACerts    = "ProvidedCACerts"
+	ReasonMeshCAExpiring     = "MeshCAExpiring"
 )
 
 // cacertsName is Istio's plugged-in CA Secret, in the mesh and in data-plane clusters.
@@ -97,8 +99,18 @@ func (r *ClusterReconciler) reconcileTrust(ctx context.Context, w *clusterWork) 
 		Data:       bundle,
 	}
 	s.SetGroupVersionKind(secretGVK)
-	w.set(v1beta1.ConditionMeshTrust, true, ReasonIntermediateIssued,
-		"istiod in cluster %s signs with an intermediate CA of the mesh CA (%s), renewed %s before it expires", w.id, issuer.Fingerprint(), renewBefore)
+	if ends := issuer.NotAfter(); time.Until(ends) < renewBefore {
+		// No intermediate can outlive the mesh CA: a person has to renew it.
+		msg := fmt.Sprintf("the mesh CA (%s/%s, %s) expires on %s, and the intermediate CA of istiod in cluster %s with it; "+
+			"renew the mesh CA before then", ns, cacertsName, issuer.Fingerprint(), ends.UTC().Format(time.RFC3339), w.id)
+		if c := meta.FindStatusCondition(w.status.Conditions, v1beta1.ConditionMeshTrust); c == nil || c.Reason != ReasonMeshCAExpiring {
+			r.event(w, corev1.EventTypeWarning, ReasonMeshCAExpiring, "%s", msg)
+		}
+		w.set(v1beta1.ConditionMeshTrust, false, ReasonMeshCAExpiring, "%s", msg)
+	} else {
+		w.set(v1beta1.ConditionMeshTrust, true, ReasonIntermediateIssued,
+			"istiod in cluster %s signs with an intermediate CA of the mesh CA (%s), renewed %s before it expires", w.id, issuer.Fingerprint(), renewBefore)
+	}
 	return s, fingerprintOf(bundle[ca.CACert]), true, nil
 }
 

@@ -76,10 +76,25 @@ func AddToScheme(s *runtime.Scheme) error {
 	return nil
 }
 
+// CheckCASettings refuses an intermediate CA renewal window that is not shorter than
+// its lifetime: every intermediate would be due for renewal as soon as it is issued,
+// and istiod would roll on every pass.
+func CheckCASettings(s render.Settings) error {
+	lifetime, renewBefore := s.IntermediateCALifetime, s.IntermediateCARenewBefore
+	if lifetime > 0 && renewBefore > 0 && renewBefore >= lifetime {
+		return fmt.Errorf("--intermediate-ca-renew-before (%s) must be shorter than --intermediate-ca-lifetime (%s): "+
+			"every intermediate would be renewed as soon as it is issued", renewBefore, lifetime)
+	}
+	return nil
+}
+
 // New builds the multicluster manager with the provider and controllers registered.
 func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 	if opts.Workers < 1 {
 		opts.Workers = 8
+	}
+	if err := CheckCASettings(opts.Settings); err != nil {
+		return nil, err
 	}
 	provider := remotecluster.New(remotecluster.Options{
 		Namespace:      opts.Settings.Namespace,
