@@ -14,6 +14,8 @@ const DefaultName = "default"
 // externalIstiodConfigurations; the mesh control plane itself is not changed by them.
 // +kubebuilder:validation:XValidation:rule="!(has(self.useDataPlaneKubeAPIForIstioResources) && self.useDataPlaneKubeAPIForIstioResources && has(self.externalIstiodConfigurations) && size(self.externalIstiodConfigurations) > 0)",message="spec.useDataPlaneKubeAPIForIstioResources conflicts with externalIstiodConfigurations: remote control planes read Istio resources from the mesh cluster; set useDataPlaneKubeAPIForIstioResources to false first, then add remote control planes"
 // +kubebuilder:validation:XValidation:rule="!has(self.version) || !self.version.matches('^1[.][0-9]+[.]') || int(self.version.split('.')[1]) >= 22",message="spec.version: Istio versions older than 1.22 are not supported; set 1.22.0 or newer"
+// The upper bound is render.NewestMinor; internal/render's tests keep the two equal.
+// +kubebuilder:validation:XValidation:rule="!has(self.version) || !self.version.matches('^1[.][0-9]+[.]') || int(self.version.split('.')[1]) <= 32",message="spec.version: Istio versions newer than 1.32 are not supported by this operator; set 1.32.x or older, or upgrade the operator"
 type ASMMeshConfigSpec struct {
 	// externalIstiodConfigurations maps the ID of a data-plane cluster to the istiod the
 	// operator runs in it. The ID is the cluster's name in the mesh: the data key of its
