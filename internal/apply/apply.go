@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -137,6 +139,9 @@ func liveVersion(obj metav1.Object) string {
 type Applier struct {
 	mu   sync.Mutex
 	last map[string]applied
+	// budgets limit DeleteEach per cluster; clock is their time, real when nil.
+	budgets map[string]flowcontrol.PassiveRateLimiter
+	clock   clock.PassiveClock
 }
 
 // New returns an Applier with an empty memory.

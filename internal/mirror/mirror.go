@@ -105,25 +105,23 @@ func Copy(src *unstructured.Unstructured, ownership map[string]string) *unstruct
 }
 
 // Copies turns the mesh's objects into the copies for one cluster, keeping only those
-// whose namespace exists there; it returns how many it skipped for that reason.
+// whose namespace exists there; it names those it skipped for that reason.
 func Copies(sources []unstructured.Unstructured, namespaces map[string]bool, ownership map[string]string) ([]client.Object, []string) {
-	var out []client.Object
-	var skipped []string
-	for i := range sources {
-		src := &sources[i]
-		if ns := src.GetNamespace(); ns != "" && !namespaces[ns] {
-			skipped = append(skipped, fmt.Sprintf("%s %s/%s", src.GetKind(), ns, src.GetName()))
-			continue
-		}
-		out = append(out, Copy(src, ownership))
+	out, skipped := Place(sources, namespaces, ownership)
+	names := make([]string, 0, len(skipped))
+	for _, s := range skipped {
+		names = append(names, s.String())
 	}
-	return out, skipped
+	return out, names
 }
 
 // Summary names up to three skipped objects.
-func Summary(skipped []string) string {
-	if len(skipped) <= 3 {
-		return strings.Join(skipped, ", ")
+func Summary(skipped []string) string { return List(skipped, 3) }
+
+// List names up to limit items, then says how many more there are.
+func List(items []string, limit int) string {
+	if len(items) <= limit {
+		return strings.Join(items, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(skipped[:3], ", "), len(skipped)-3)
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:limit], ", "), len(items)-limit)
 }
