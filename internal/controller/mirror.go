@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
@@ -17,18 +20,46 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
 
-// Reasons of the ConfigMirrored condition.
+// Reasons of the ConfigMirrored condition, and of the mirror's events.
 const (
 	ReasonMirrored     = "Mirrored"
 	ReasonMirrorFailed = "MirrorFailed"
+	// ReasonCopiesRefused: the cluster refused some copies, or holds same-named objects
+	// the operator did not create; every other copy is mirrored.
+	ReasonCopiesRefused = "CopiesRefused"
+	// ReasonNamespaceMissing (event): objects are not mirrored because their namespace
+	// does not exist in the cluster.
+	ReasonNamespaceMissing = "NamespaceMissing"
+	// ReasonPruneHeldBack (event): more copies lost their source than the cluster's
+	// deletion budget allows at once.
+	ReasonPruneHeldBack = "PruneHeldBack"
 )
+
+// How a mirror pass spends its time. The writes get a deadline sized to their number:
+// generous, since client-go's rate limit (50 a second) and the link's round trip set
+// the pace. A pass cut short loses nothing: what it wrote is not written again.
+const (
+	mirrorWorkers        = 16
+	mirrorReadTimeout    = 30 * time.Second
+	mirrorWriteBase      = 30 * time.Second
+	mirrorWritePerObject = 100 * time.Millisecond
+	mirrorWriteMax       = 10 * time.Minute
+)
+
+func mirrorWriteTimeout(writes int) time.Duration {
+	return min(mirrorWriteBase+time.Duration(writes)*mirrorWritePerObject, mirrorWriteMax)
+}
 
 // +kubebuilder:rbac:groups=networking.istio.io;security.istio.io;telemetry.istio.io;extensions.istio.io,resources=*,verbs=get;list;watch
 
-// reconcileMirror makes the cluster hold exactly the mesh's Istio configuration: it
-// installs Istio's CRDs where they are missing, applies a copy of every object (writing
-// nothing for copies that are already right) and deletes copies whose source is gone.
-// A copy edited or deleted in the cluster is seen by the watch and restored.
+// reconcileMirror makes the cluster hold the mesh's Istio configuration: it installs
+// Istio's CRDs where they are missing, applies a copy of every object whose namespace
+// the cluster has (writing nothing for copies that are already right) and deletes
+// copies whose source is gone. Each copy succeeds or fails on its own; failures are
+// named in the ConfigMirrored condition. It returns an error, to be retried with
+// backoff, only when the pass could not finish; a copy the cluster refuses is
+// reported, not retried in a hurry. A copy edited or deleted in the cluster is seen by
+// the watch and restored.
 func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork) error {
 	own := ownership(w.id)
 	// Changes of the mesh's Istio objects concern every cluster; changes of the copies
@@ -37,92 +68,60 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 		r.watches.ensure(ctx, r.LocalCache, mirror.Kinds(), allClusters, false)
 	}
 	defer r.watches.ensure(ctx, w.remote.GetCache(), mirror.Kinds(), w.id, true)
-	crds, err := r.missingCRDs(ctx, w)
-	if err != nil {
-		return r.mirrorFailed(w, err)
-	}
-	if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), own, crds); err != nil {
+	if err := r.installCRDs(ctx, w); err != nil {
 		return r.mirrorFailed(w, err)
 	}
 
-	namespaces := map[string]bool{}
-	nsList := &metav1.PartialObjectMetadataList{}
-	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := w.remote.GetAPIReader().List(ctx, nsList); err != nil {
+	readCtx, cancelRead := context.WithTimeout(ctx, mirrorReadTimeout)
+	defer cancelRead()
+	namespaces, err := remoteNamespaces(readCtx, w)
+	if err != nil {
 		return r.mirrorFailed(w, err)
-	}
-	for _, ns := range nsList.Items {
-		namespaces[ns.Name] = true
 	}
 	metrics.MirrorPassStarted(w.id)
-	var sources []unstructured.Unstructured
-	for _, gvk := range mirror.Kinds() {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := r.Local.List(ctx, list); err != nil {
-			if meta.IsNoMatchError(err) {
-				continue // the mesh cluster does not have this kind
-			}
-			return r.mirrorFailed(w, fmt.Errorf("reading %s in the mesh cluster: %w", gvk.Kind, err))
-		}
-		sources = append(sources, list.Items...)
-	}
-	copies, skipped := mirror.Copies(sources, namespaces, own.Labels)
+	sources, read, unread := r.meshSources(readCtx)
+	copies, skipped := mirror.Place(sources, namespaces, own.Labels)
 	// The copies are read straight from the API server (the CRDs may be minutes old, and
-	// a cache would first have to discover them), in one List per kind rather than one
-	// read per copy: a pass crosses the link to a far cluster once per kind.
-	live, err := apply.TakeSnapshot(ctx, w.remote.GetAPIReader(), mirror.Kinds())
+	// a cache would first have to discover them), in one metadata-only List per kind
+	// rather than one read per copy: a pass crosses the link to a far cluster once per
+	// kind, and the hash annotation on each copy says whether it is right.
+	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), mirror.Kinds())
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	applied, err := r.Applier.Apply(ctx, w.id, live, nil, w.remote.GetClient(), own, copies)
-	metrics.CountMirrorWrites(w.id, applied.Created, applied.Applied-applied.Created, 0)
+	plan, err := r.Applier.PlanEach(w.id, live, own, copies)
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
-	pruned, err := r.Applier.Prune(ctx, w.id, live, w.remote.GetClient(), own, mirror.Kinds(), copies)
-	metrics.CountMirrorWrites(w.id, 0, 0, pruned.Deleted)
-	if err != nil {
-		return r.mirrorFailed(w, err)
-	}
-	metrics.MirrorSynced(w.id)
-	w.status.MirroredObjects = int32(len(copies))
-	if len(skipped) > 0 {
-		w.set(v1beta1.ConditionConfigMirrored, false, ReasonMirrorFailed,
-			"%d Istio objects are mirrored; %d are not because their namespace does not exist in cluster %s: %s",
-			len(copies), len(skipped), w.id, mirror.Summary(skipped))
-		return nil
-	}
-	w.set(v1beta1.ConditionConfigMirrored, true, ReasonMirrored, "%d Istio objects of the mesh cluster are mirrored into cluster %s", len(copies), w.id)
-	return nil
+	// Only kinds read completely from the mesh cluster are pruned: a kind that could
+	// not be read must not look empty.
+	stale := apply.Stale(live, own, read, copies)
+
+	writeCtx, cancelWrite := context.WithTimeout(ctx, mirrorWriteTimeout(plan.Writes()+min(len(stale), apply.DeleteBurst)))
+	defer cancelWrite()
+	applied := r.Applier.ApplyEach(writeCtx, w.remote.GetClient(), plan, mirrorWorkers)
+	pruned := r.Applier.DeleteEach(writeCtx, w.id, w.remote.GetClient(), stale, mirrorWorkers)
+	metrics.CountMirrorWrites(w.id, applied.Created, applied.Updated, pruned.Deleted)
+
+	pass := &mirrorPass{cluster: w.id, wanted: len(copies), plan: plan, applied: applied, pruned: pruned,
+		skipped: skipped, unread: unread}
+	logPass(ctx, pass)
+	return r.reportMirror(w, pass)
 }
 
-func (r *ClusterReconciler) mirrorFailed(w *clusterWork, err error) error {
-	w.set(v1beta1.ConditionConfigMirrored, false, ReasonMirrorFailed, "mirroring Istio configuration into cluster %s failed: %s", w.id, errorSummary(err))
-	return fmt.Errorf("cluster %s: mirroring: %w", w.id, err)
-}
-
-// missingCRDs are Istio's CRDs the cluster lacks (or that the operator installed
-// there), labelled as the operator's so that switching back removes them. CRDs someone
-// else installed are used as they are.
-func (r *ClusterReconciler) missingCRDs(ctx context.Context, w *clusterWork) ([]client.Object, error) {
+// installCRDs installs Istio's CRDs the cluster lacks and keeps those the operator
+// installed up to date, labelled as the operator's so that switching back removes
+// them. CRDs someone else installed are used as they are.
+func (r *ClusterReconciler) installCRDs(ctx context.Context, w *clusterWork) error {
 	own := ownership(w.id)
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(mirror.CRDGVK.GroupVersion().WithKind("CustomResourceDefinitionList"))
-	if err := w.remote.GetAPIReader().List(ctx, list); err != nil {
-		return nil, err
+	readCtx, cancel := context.WithTimeout(ctx, mirrorReadTimeout)
+	defer cancel()
+	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), []schema.GroupVersionKind{mirror.CRDGVK})
+	if err != nil {
+		return err
 	}
-	foreign := map[string]bool{}
-	for _, crd := range list.Items {
-		if crd.Labels[own.ManagedByKey] != own.ManagedByValue {
-			foreign[crd.Name] = true
-		}
-	}
-	var out []client.Object
+	var crds []client.Object
 	for _, crd := range mirror.CRDs() {
-		if foreign[crd.GetName()] {
-			continue
-		}
 		labels := crd.GetLabels()
 		if labels == nil {
 			labels = map[string]string{}
@@ -131,9 +130,71 @@ func (r *ClusterReconciler) missingCRDs(ctx context.Context, w *clusterWork) ([]
 			labels[k] = v
 		}
 		crd.SetLabels(labels)
-		out = append(out, crd)
+		crds = append(crds, crd)
 	}
-	return out, nil
+	plan, err := r.Applier.PlanEach(w.id, live, own, crds) // someone else's CRDs come back as NotOwned: left alone
+	if err != nil {
+		return err
+	}
+	writeCtx, cancelWrite := context.WithTimeout(ctx, mirrorWriteTimeout(plan.Writes()))
+	defer cancelWrite()
+	res := r.Applier.ApplyEach(writeCtx, w.remote.GetClient(), plan, mirrorWorkers)
+	var errs []error
+	for _, f := range res.Failed {
+		errs = append(errs, f)
+	}
+	if res.NotSent > 0 {
+		errs = append(errs, fmt.Errorf("%d of Istio's CRDs not installed in time", res.NotSent))
+	}
+	return errors.Join(errs...)
+}
+
+// remoteNamespaces are the names of the cluster's namespaces.
+func remoteNamespaces(ctx context.Context, w *clusterWork) (map[string]bool, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := w.remote.GetAPIReader().List(ctx, list); err != nil {
+		return nil, err
+	}
+	namespaces := map[string]bool{}
+	for _, ns := range list.Items {
+		namespaces[ns.Name] = true
+	}
+	return namespaces, nil
+}
+
+// meshSources lists the mesh's Istio objects from the mesh cluster's cache, which
+// answers only once it has synced a kind. read are the kinds it listed; unread those
+// it could not, with the error. A kind the mesh cluster does not serve is neither.
+func (r *ClusterReconciler) meshSources(ctx context.Context) (sources []unstructured.Unstructured, read []schema.GroupVersionKind, unread map[string]error) {
+	unread = map[string]error{}
+	for _, gvk := range mirror.Kinds() {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.Local.List(ctx, list); err != nil {
+			if !meta.IsNoMatchError(err) {
+				unread[gvk.Kind] = err
+			}
+			continue
+		}
+		read = append(read, gvk)
+		sources = append(sources, list.Items...)
+	}
+	return sources, read, unread
+}
+
+func logPass(ctx context.Context, p *mirrorPass) {
+	if p.applied.Created+p.applied.Updated+p.pruned.Deleted+len(p.applied.Failed)+len(p.pruned.Failed)+p.pruned.HeldBack == 0 {
+		return // a resync that found everything right says nothing
+	}
+	logf.FromContext(ctx).Info("mirrored Istio configuration", "created", p.applied.Created, "updated", p.applied.Updated,
+		"unchanged", p.plan.Unchanged, "deleted", p.pruned.Deleted, "heldBack", p.pruned.HeldBack,
+		"failed", len(p.applied.Failed)+len(p.pruned.Failed), "notSent", p.applied.NotSent+p.pruned.NotSent)
+}
+
+func (r *ClusterReconciler) mirrorFailed(w *clusterWork, err error) error {
+	w.set(v1beta1.ConditionConfigMirrored, false, ReasonMirrorFailed, "mirroring Istio configuration into cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
+	return fmt.Errorf("cluster %s: mirroring: %w", w.id, err)
 }
 
 // mirrorKinds are the kinds the mirror owns in a cluster, copies before CRDs, so that
