@@ -70,8 +70,8 @@ func (p *mirrorPass) failures() (refused, notOwned, unfinished []string) {
 
 func shortError(err error) string {
 	msg := errorSummary(err)
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
+	if len(msg) > 400 {
+		msg = msg[:400] + "..."
 	}
 	return msg
 }
