@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -24,18 +26,24 @@ type Snapshot struct {
 	kinds map[schema.GroupVersionKind]map[types.NamespacedName]*metav1.PartialObjectMetadata
 }
 
+// snapshotWorkers is how many kinds are listed at once: the Lists of a far cluster
+// then cost about one round trip, not one per kind.
+const snapshotWorkers = 8
+
 // TakeSnapshot lists every object of kinds, in all namespaces. A kind the cluster does
 // not serve is left out.
 func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.GroupVersionKind) (*Snapshot, error) {
-	s := &Snapshot{from: reader, kinds: map[schema.GroupVersionKind]map[types.NamespacedName]*metav1.PartialObjectMetadata{}}
-	for _, gvk := range kinds {
+	lists := make([]map[types.NamespacedName]*metav1.PartialObjectMetadata, len(kinds))
+	errs := make([]error, len(kinds))
+	workqueue.ParallelizeUntil(ctx, snapshotWorkers, len(kinds), func(k int) {
+		gvk := kinds[k]
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := reader.List(ctx, list); err != nil {
-			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-				continue
+			if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+				errs[k] = fmt.Errorf("listing %s: %w", gvk.Kind, err)
 			}
-			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+			return
 		}
 		objs := make(map[types.NamespacedName]*metav1.PartialObjectMetadata, len(list.Items))
 		for i := range list.Items {
@@ -43,7 +51,19 @@ func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.Grou
 			item.SetGroupVersionKind(gvk)
 			objs[types.NamespacedName{Namespace: item.Namespace, Name: item.Name}] = item
 		}
-		s.kinds[gvk] = objs
+		lists[k] = objs
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // kinds left unlisted must not look empty
+	}
+	s := &Snapshot{from: reader, kinds: map[schema.GroupVersionKind]map[types.NamespacedName]*metav1.PartialObjectMetadata{}}
+	for k, objs := range lists {
+		if objs != nil {
+			s.kinds[kinds[k]] = objs
+		}
 	}
 	return s, nil
 }
