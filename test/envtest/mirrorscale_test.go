@@ -1,6 +1,7 @@
 package envtest
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -17,10 +18,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
+	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
 
@@ -49,10 +53,10 @@ func (rc *remoteCluster) mirroredVirtualServices() int {
 	return len(list.Items)
 }
 
-// mirrorWrites is every write of a copy the operator counted for cluster-2.
-func mirrorWrites() float64 {
+// mirrorWrites is every write of a copy the operator counted for a cluster.
+func mirrorWrites(id string) float64 {
 	total := 0.0
-	for k, v := range clusterMetrics("cluster-2") {
+	for k, v := range clusterMetrics(id) {
 		if strings.HasPrefix(k, "mirror_writes_total") {
 			total += v
 		}
@@ -60,11 +64,11 @@ func mirrorWrites() float64 {
 	return total
 }
 
-// remoteRequests counts cluster-2's requests of the operator by verb, as its client
+// remoteRequests counts the operator's requests to a cluster by verb, as its client
 // counts what crosses the link.
-func remoteRequests() map[string]float64 {
+func remoteRequests(id string) map[string]float64 {
 	out := map[string]float64{}
-	for k, v := range clusterMetrics("cluster-2") {
+	for k, v := range clusterMetrics(id) {
 		if verb, ok := strings.CutPrefix(k, "remote_requests_total{verb="); ok {
 			out[strings.TrimSuffix(verb, "}")] = v
 		}
@@ -104,24 +108,67 @@ func denyVirtualServiceNamed(rc *remoteCluster, name string) []client.Object {
 	return []client.Object{binding, policy}
 }
 
+// startDataPlane starts one more data-plane cluster, set up as the suite sets up its
+// own (the remote profile, the operator's rights, a remote secret reaching it through a
+// far link), for a test that changes a cluster in ways the suite's other tests do not
+// expect (a switch restarts its gateways). It is not in remotes; stop it with the
+// returned function once its entry and remote secret are gone.
+func startDataPlane(id string) (*remoteCluster, func()) {
+	rc := &remoteCluster{id: id, env: localapi.New(&envtest.Environment{})}
+	cfg, err := rc.env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	rc.client, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	rc.link, rc.linkURL, err = farlink.StartFor(cfg.Host)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
+	rc.installManagedDataPlane()
+	rc.grantRemoteRBAC()
+	// The suite's stand-in for the Deployment controller runs over remotes only.
+	rollCtx, stopRollouts := context.WithCancel(context.Background())
+	go func() {
+		for rollCtx.Err() == nil {
+			rc.rollOut(rollCtx)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator", remoteOperatorGroup)})
+	return rc, func() {
+		stopRollouts()
+		rc.link.Close()
+		Expect(rc.env.Stop()).To(Succeed())
+	}
+}
+
+// clusterStatusOf is a cluster's entry of status.clusters, empty while it has none.
+func clusterStatusOf(id string) v1beta1.ClusterStatus {
+	for _, cs := range getMeshConfig().Status.Clusters {
+		if cs.ClusterID == id {
+			return cs
+		}
+	}
+	return v1beta1.ClusterStatus{}
+}
+
 var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
-	const objects = 1000
-	// onlyInMesh is a namespace the mesh cluster has and cluster-2 does not.
-	const onlyInMesh = "mirror-only-in-mesh"
-	var (
-		rc     *remoteCluster
-		policy []client.Object
+	const (
+		objects = 1000
+		id      = "cluster-3"
+		// onlyInMesh is a namespace the mesh cluster has and the cluster does not.
+		onlyInMesh = "mirror-only-in-mesh"
 	)
+	var rc *remoteCluster
+	condition := func(typ string) func() string { return func() string { return clusterCondition(id, typ) } }
+	mirrored := func() int32 { return clusterStatusOf(id).MirroredObjects }
 
 	BeforeAll(func() {
-		rc = remotes["cluster-2"]
 		Expect(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{})).
 			To(Satisfy(apierrors.IsNotFound), "another test left the ASMMeshConfig behind")
+		var stop func()
+		rc, stop = startDataPlane(id)
 		DeferCleanup(func() {
 			rc.link.SetLatency(0)
-			for _, o := range policy {
-				Expect(client.IgnoreNotFound(rc.client.Delete(ctx(), o))).To(Succeed())
-			}
 			mc := &v1beta1.ASMMeshConfig{}
 			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
 				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
@@ -130,6 +177,7 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
 			}).Should(BeTrue())
 			Eventually(rc.ownedNames).Should(BeEmpty())
+			Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-" + id, Namespace: ns}})).To(Succeed())
 			for _, kind := range []string{"VirtualService", "Sidecar", "ServiceEntry"} {
 				for _, namespace := range []string{"default", onlyInMesh} {
 					u := &unstructured.Unstructured{}
@@ -138,6 +186,7 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 				}
 			}
 			deleteMeshNamespace(onlyInMesh)
+			stop()
 		})
 	})
 
@@ -153,19 +202,19 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 		rc.link.SetLatency(100 * time.Millisecond)
 		start := time.Now()
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
-			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(1)}}})).To(Succeed())
+			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{id: entry(1)}}})).To(Succeed())
 		Eventually(rc.mirroredVirtualServices, 4*time.Minute, time.Second).Should(Equal(objects))
 		GinkgoWriter.Printf("%d copies landed through a 100 ms link %s after the entry was created\n", objects, time.Since(start))
-		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(Equal("True/" + controller.ReasonMirrored))
-		Expect(cluster2Status().MirroredObjects).To(BeEquivalentTo(objects))
+		Eventually(condition(v1beta1.ConditionConfigMirrored)).Should(Equal("True/" + controller.ReasonMirrored))
+		Expect(mirrored()).To(BeEquivalentTo(objects))
 		rc.markAvailable()
-		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
+		Eventually(condition(v1beta1.ConditionSwitched)).Should(Equal("True/" + controller.ReasonSwitched))
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		GinkgoWriter.Printf("switched and Ready %s after the entry was created\n", time.Since(start))
 
 		By("restarting the operator, whose applier then remembers nothing")
 		before := rc.owned()
-		writes, requests := mirrorWrites(), remoteRequests()
+		writes, requests := mirrorWrites(id), remoteRequests(id)
 		stopMgr()
 		Eventually(mgrDone).Should(BeClosed())
 		startManager()
@@ -173,13 +222,13 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 		// restart, and it wrote that copy and nothing else.
 		Expect(mesh.Create(ctx(), scaleVirtualService("scale-after-restart"))).To(Succeed())
 		Eventually(rc.mirroredVirtualServices).Should(Equal(objects + 1))
-		Eventually(func() int32 { return cluster2Status().MirroredObjects }).Should(BeEquivalentTo(objects + 1))
-		Consistently(func() float64 { return mirrorWrites() - writes }, "3s").Should(Equal(1.0))
+		Eventually(mirrored).Should(BeEquivalentTo(objects + 1))
+		Consistently(func() float64 { return mirrorWrites(id) - writes }, "3s").Should(Equal(1.0))
 		after := rc.owned()
 		var rewritten []string
 		for k, rv := range before {
-			mirrored := strings.HasPrefix(k, "VirtualService/") || strings.HasPrefix(k, "CustomResourceDefinition/")
-			if mirrored && after[k] != rv {
+			copied := strings.HasPrefix(k, "VirtualService/") || strings.HasPrefix(k, "CustomResourceDefinition/")
+			if copied && after[k] != rv {
 				rewritten = append(rewritten, k)
 			}
 		}
@@ -188,31 +237,33 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 		// which re-sends its few dozen objects (no-ops) when its memory is empty, and
 		// the new copy; the mirror's reads are a List per kind, not a read per copy.
 		sent := map[string]float64{}
-		for verb, n := range remoteRequests() {
+		for verb, n := range remoteRequests(id) {
 			sent[verb] = n - requests[verb]
 		}
-		GinkgoWriter.Printf("requests to cluster-2 from the restart to the new copy: %v\n", sent)
-		Expect(sent["patch"]+sent["create"]+sent["update"]+sent["delete"]).To(BeNumerically("<", objects/10))
+		GinkgoWriter.Printf("requests to %s from the restart to the new copy: %v\n", id, sent)
+		Expect(sent["patch"] + sent["create"] + sent["update"] + sent["delete"]).To(BeNumerically("<", objects/10))
 		Expect(sent["get"]).To(BeNumerically("<", objects/10))
 		Expect(readyCondition()).To(Equal("True/Ready"))
 	})
 
 	It("names the copy the cluster refuses and mirrors every other", func() {
-		policy = denyVirtualServiceNamed(rc, "scale-refused")
+		for _, o := range denyVirtualServiceNamed(rc, "scale-refused") {
+			DeferCleanup(func() { Expect(client.IgnoreNotFound(rc.client.Delete(ctx(), o))).To(Succeed()) })
+		}
 		Expect(mesh.Create(ctx(), scaleVirtualService("scale-refused"))).To(Succeed())
 		Expect(mesh.Create(ctx(), scaleVirtualService("scale-accepted"))).To(Succeed())
-		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(Equal("False/" + controller.ReasonCopiesRefused))
-		Expect(clusterConditionMessage("cluster-2", v1beta1.ConditionConfigMirrored)).To(And(
+		Eventually(condition(v1beta1.ConditionConfigMirrored)).Should(Equal("False/" + controller.ReasonCopiesRefused))
+		Expect(clusterConditionMessage(id, v1beta1.ConditionConfigMirrored)).To(And(
 			ContainSubstring("VirtualService default/scale-refused"), ContainSubstring("refused by the platform team")))
-		Eventually(func() int32 { return cluster2Status().MirroredObjects }).Should(BeEquivalentTo(objects + 2))
+		Eventually(mirrored).Should(BeEquivalentTo(objects + 2))
 		Expect(rc.istioSpec(scaleVirtualService("scale-accepted"))).NotTo(BeEmpty())
 		Expect(rc.istioSpec(scaleVirtualService("scale-refused"))).To(BeEmpty())
 		Expect(eventReasons()).To(ContainElement(controller.ReasonCopiesRefused))
 		// The rest of the reconcile goes on: the cluster stays switched.
-		Expect(clusterCondition("cluster-2", v1beta1.ConditionSwitched)).To(Equal("True/" + controller.ReasonSwitched))
+		Expect(clusterCondition(id, v1beta1.ConditionSwitched)).To(Equal("True/" + controller.ReasonSwitched))
 
 		Expect(mesh.Delete(ctx(), scaleVirtualService("scale-refused"))).To(Succeed())
-		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(Equal("True/" + controller.ReasonMirrored))
+		Eventually(condition(v1beta1.ConditionConfigMirrored)).Should(Equal("True/" + controller.ReasonMirrored))
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
@@ -227,10 +278,10 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 			o.SetLabels(scaleLabel)
 			Expect(mesh.Create(ctx(), o)).To(Succeed())
 		}
-		Eventually(func() string { return clusterConditionMessage("cluster-2", v1beta1.ConditionConfigMirrored) }).Should(And(
+		Eventually(func() string { return clusterConditionMessage(id, v1beta1.ConditionConfigMirrored) }).Should(And(
 			ContainSubstring("Sidecar "+onlyInMesh+"/default"),
 			ContainSubstring("ServiceEntry "+onlyInMesh+"/external-api (exported to all namespaces by default)")))
-		Expect(clusterCondition("cluster-2", v1beta1.ConditionConfigMirrored)).To(Equal("True/" + controller.ReasonMirrored))
+		Expect(clusterCondition(id, v1beta1.ConditionConfigMirrored)).To(Equal("True/" + controller.ReasonMirrored))
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 		Expect(eventReasons()).To(ContainElement(controller.ReasonNamespaceMissing))
 		Expect(rc.client.Get(ctx(), types.NamespacedName{Name: onlyInMesh}, &corev1.Namespace{})).To(Satisfy(apierrors.IsNotFound),
