@@ -154,7 +154,7 @@ func clusterStatusOf(id string) v1beta1.ClusterStatus {
 var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 	const (
 		objects = 1000
-		id      = "cluster-3"
+		id      = "cluster-far"
 		// onlyInMesh is a namespace the mesh cluster has and the cluster does not.
 		onlyInMesh = "mirror-only-in-mesh"
 	)
