@@ -237,7 +237,9 @@ const (
 	// ConditionIstiodReady is True when the istiod Deployment is available.
 	ConditionIstiodReady = "IstiodReady"
 	// ConditionConfigMirrored is True when the cluster holds a copy of every Istio
-	// configuration object of the mesh cluster, and nothing else.
+	// configuration object of the mesh cluster it can hold (objects of namespaces it
+	// lacks are named in the message), and no copy whose source is gone, except those a
+	// deletion budget holds back for a later pass.
 	ConditionConfigMirrored = "ConfigMirrored"
 	// ConditionMeshTrust is True when the cluster's istiod signs with an intermediate
 	// CA of the mesh CA.

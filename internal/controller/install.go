@@ -37,7 +37,7 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	istiod := r.phaseIstiod(ctx, w, trust, &out)
 	present := istiod.applied || w.status.AppliedHash != "" // an istiod of the operator's runs there
 	if present {
-		out.fail(r.inPhase(ctx, func(ctx context.Context) error { return r.reconcileMirror(ctx, w) }))
+		out.fail(r.reconcileMirror(ctx, w))                                                         // sizes its deadline to its work
 		_ = r.inPhase(ctx, func(ctx context.Context) error { r.observeIstiod(ctx, w); return nil }) // reports on IstiodReady
 	}
 	switchKeep := r.phaseSwitch(ctx, w, istiod.in, present, &out)

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -46,7 +47,7 @@ const (
 var stalledReasons = map[string]bool{
 	ReasonRemoteSecretAbsent: true, ReasonInvalidKubeconfig: true, ReasonForbidden: true,
 	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
-	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true, ReasonNoTemplateSource: true,
+	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true, ReasonNoTemplateSource: true, ReasonCopiesRefused: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry
@@ -71,8 +72,26 @@ func setCondition(conds *[]metav1.Condition, gen int64, typ string, status bool,
 		s = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(conds, metav1.Condition{
-		Type: typ, Status: s, Reason: reason, Message: fmt.Sprintf(format, args...), ObservedGeneration: gen,
+		Type: typ, Status: s, Reason: reason, Message: bounded(fmt.Sprintf(format, args...), maxConditionMessage), ObservedGeneration: gen,
 	})
+}
+
+// maxConditionMessage bounds every condition message the operator writes, well below
+// the API's 32768: the object holds one set of conditions per cluster, and a status
+// write the API server refuses would leave an old Ready in place.
+const maxConditionMessage = 2048
+
+// bounded cuts s to at most n bytes, at a rune boundary, and says so.
+func bounded(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = " (…)"
+	cut := n - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }
 
 // statusApply builds the server-side apply request for the status fields one manager

@@ -315,9 +315,11 @@ func (l *Link) pump(dst, src net.Conn, count *atomic.Int64) {
 		if !l.waitUp() {
 			return
 		}
+		// Counted before the write returns: the peer may act on the bytes (and a test
+		// read the counters) before this goroutine runs again.
+		count.Add(int64(len(p.data)))
 		if _, err := dst.Write(p.data); err != nil {
 			return
 		}
-		count.Add(int64(len(p.data)))
 	}
 }

@@ -47,7 +47,9 @@ var _ = Describe("a mesh CA near its end", Ordered, func() {
 		meshCA = catest.MeshCACerts(10 * 24 * time.Hour)
 		rememberSecret(meshCA["ca-key.pem"])
 		setMeshCA(meshCA)
-		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Annotations = map[string]string{"example.com/pass": "mesh-ca-rotated"} })
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
+			mc.Annotations = map[string]string{"example.com/pass": "mesh-ca-rotated"}
+		})
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionMeshTrust) }).
 			Should(Equal("False/" + controller.ReasonMeshCAExpiring))
 		Expect(clusterConditionMessage("cluster-2", v1beta1.ConditionMeshTrust)).To(ContainSubstring("expires on " + time.Now().Add(10*24*time.Hour).UTC().Format("2006-01-02")))
