@@ -1,6 +1,7 @@
 // Package access builds what mutual access needs: a reader identity in every other mesh
-// cluster, scoped to what istiod reads there (Istio's reader role), and an Istio remote
-// secret holding a kubeconfig for it. Never the operator's own credentials.
+// cluster, scoped to what istiod reads there (Istio's reader role, without Secrets), and
+// an Istio remote secret holding a kubeconfig for it. Never the operator's own
+// credentials.
 package access
 
 import (
@@ -23,14 +24,29 @@ const IssuedAtAnnotation = "istio.alibabacloud.com/token-issued-at"
 // cluster `reader` uses in another cluster.
 func ReaderName(reader string) string { return "remote-istiod-reader-" + reader }
 
-// readerRules are what istiod reads in a cluster it discovers (Istio's reader role).
+// MeshConfigMap is the only ConfigMap a reader may read: the mesh config that istiod
+// 1.29 and newer reads in every cluster it discovers, by name, for that cluster's trust
+// domain (pilot/pkg/serviceregistry/kube/controller/multicluster.go, 1.29.0: "istio"
+// for the default revision, which is the one the operator renders).
+const MeshConfigMap = "istio"
+
+// readerRules are what istiod reads in a cluster it discovers: Istio's reader role
+// (manifests/charts/istio-control/istio-discovery/templates/reader-clusterrole.yaml)
+// without Secrets and with one ConfigMap. Secrets there hold the cluster's intermediate
+// CA key and other clusters' credentials; istiod reads them in another cluster only for
+// gateway credentialName lookups of proxies of that cluster, which connect to their own
+// istiod here. The remote credentials controller is turned off where istiod can
+// (render: PILOT_ENABLE_REMOTE_CREDENTIALS_CONTROLLER).
 func readerRules() []rbacv1.PolicyRule {
 	read := []string{"get", "list", "watch"}
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{"config.istio.io", "security.istio.io", "networking.istio.io", "authentication.istio.io",
 			"rbac.istio.io", "telemetry.istio.io", "extensions.istio.io"}, Resources: []string{"*"}, Verbs: read},
 		{APIGroups: []string{""}, Resources: []string{"endpoints", "pods", "services", "nodes", "replicationcontrollers",
-			"namespaces", "secrets", "configmaps"}, Verbs: read},
+			"namespaces"}, Verbs: read},
+		// istiod lists and watches it with a metadata.name field selector, which the API
+		// server authorizes against resourceNames.
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{MeshConfigMap}, Verbs: read},
 		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"workloadentries"}, Verbs: read},
 		{APIGroups: []string{"networking.x-k8s.io", "gateway.networking.k8s.io"}, Resources: []string{"gateways"}, Verbs: read},
 		{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: read},

@@ -47,3 +47,55 @@ func TestKubeconfigCarriesOnlyTheToken(t *testing.T) {
 		t.Error("the operator's client certificate was handed out")
 	}
 }
+
+// grants says whether rule grants verb on resource of the core API group, to any
+// object (names empty) or to the named one.
+func grants(rule rbacv1.PolicyRule, verb, resource, name string) bool {
+	anyOf := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	if !anyOf(rule.APIGroups, "") || !anyOf(rule.Resources, resource) || !anyOf(rule.Verbs, verb) {
+		return false
+	}
+	return len(rule.ResourceNames) == 0 || (name != "" && slices.Contains(rule.ResourceNames, name))
+}
+
+func readerRole(t *testing.T) *rbacv1.ClusterRole {
+	for _, o := range ReaderObjects("cluster-2", "istio-system", nil) {
+		if role, ok := o.(*rbacv1.ClusterRole); ok {
+			return role
+		}
+	}
+	t.Fatal("no ClusterRole")
+	return nil
+}
+
+// A reader token must not read the cluster's intermediate CA key (cacerts), the
+// operator's token Secret or the remote secrets of the mesh cluster.
+func TestReaderGrantsNothingOnSecrets(t *testing.T) {
+	for _, rule := range readerRole(t).Rules {
+		for _, verb := range []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*"} {
+			for _, name := range []string{"", "cacerts", "istio-remote-secret-mesh"} {
+				if grants(rule, verb, "secrets", name) {
+					t.Errorf("rule %+v grants %s on secrets %q", rule, verb, name)
+				}
+			}
+		}
+	}
+}
+
+// ConfigMaps: only the mesh config istiod reads in the clusters it discovers.
+func TestReaderReadsOnlyTheMeshConfigMap(t *testing.T) {
+	var meshConfig bool
+	for _, rule := range readerRole(t).Rules {
+		for _, verb := range []string{"get", "list", "watch"} {
+			if grants(rule, verb, "configmaps", "") || grants(rule, verb, "configmaps", "other") {
+				t.Errorf("rule %+v grants %s on configmaps other than %s", rule, verb, MeshConfigMap)
+			}
+			if grants(rule, verb, "configmaps", MeshConfigMap) && verb == "watch" {
+				meshConfig = true
+			}
+		}
+	}
+	if !meshConfig {
+		t.Errorf("the reader cannot watch ConfigMap %s, which istiod 1.29+ reads in every cluster it discovers", MeshConfigMap)
+	}
+}
