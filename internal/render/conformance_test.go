@@ -83,13 +83,6 @@ func conformanceInputs(version string) Inputs {
 func chartValues(t *testing.T, in Inputs) map[string]any {
 	t.Helper()
 	e := in.Entry
-	env := map[string]any{"INJECTION_WEBHOOK_CONFIG_NAME": ""}
-	if v, err := ParseVersion(in.Version); err != nil {
-		t.Fatal(err)
-	} else if v.AtLeast(RemoteCredentialsSettingMinor) {
-		// Readers of other clusters have no Secret access (internal/access).
-		env[RemoteCredentialsSetting] = "false"
-	}
 	values := map[string]any{
 		"revision":         "",
 		"autoscaleEnabled": false,
@@ -97,7 +90,7 @@ func chartValues(t *testing.T, in Inputs) map[string]any {
 		"resources":        asValue(t, in.resources()),
 		"meshConfig":       map[string]any{"trustDomain": in.TrustDomain},
 		// The operator, not istiod, keeps the injection webhooks' caBundle.
-		"env": env,
+		"env": map[string]any{"INJECTION_WEBHOOK_CONFIG_NAME": ""},
 		"global": map[string]any{
 			"hub":               in.Hub,
 			"tag":               in.Version,

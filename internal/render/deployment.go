@@ -107,15 +107,6 @@ func (r *renderer) env() []corev1.EnvVar {
 		// switch they belong to the mesh control plane and must not be touched. It is
 		// where the chart puts its env values.
 		corev1.EnvVar{Name: "INJECTION_WEBHOOK_CONFIG_NAME", Value: ""},
-	)
-	if r.v.AtLeast(RemoteCredentialsSettingMinor) {
-		// Mutual access hands istiod readers without Secret access (internal/access):
-		// without this, istiod watches every other cluster's Secrets, is refused, and
-		// counts the cluster synced only after PILOT_REMOTE_CLUSTER_TIMEOUT
-		// (pilot/pkg/credentials/kube/multicluster.go, 1.31.0-alpha.0).
-		env = append(env, corev1.EnvVar{Name: RemoteCredentialsSetting, Value: "false"})
-	}
-	env = append(env,
 		corev1.EnvVar{Name: "PILOT_TRACE_SAMPLING", Value: "1"},
 		corev1.EnvVar{Name: "PILOT_ENABLE_ANALYSIS", Value: "false"},
 		corev1.EnvVar{Name: "CLUSTER_ID", Value: r.in.ClusterID},

@@ -246,12 +246,6 @@ func TestVersionDifferences(t *testing.T) {
 	if newer := envNames("1.32.0"); newer["GOMEMLIMIT"] || !newer["CA_TRUSTED_NODE_ACCOUNTS"] {
 		t.Errorf("1.32 env: %v", newer)
 	}
-	// The remote Secret watch is turned off only where istiod has the setting (1.31 on).
-	for version, want := range map[string]bool{"1.30.3": false, "1.31.0": true, "1.32.0": true} {
-		if got := envNames(version)[RemoteCredentialsSetting]; got != want {
-			t.Errorf("%s: %s set %v, want %v", version, RemoteCredentialsSetting, got, want)
-		}
-	}
 }
 
 func TestParseVersion(t *testing.T) {

@@ -13,14 +13,6 @@ const (
 	NewestMinor = 32
 )
 
-// RemoteCredentialsSetting turns off istiod's Secret watch in the clusters it reads
-// through remote secrets; Istio has it from RemoteCredentialsSettingMinor on
-// (pilot/pkg/features/pilot.go, 1.31.0-alpha.0; in no 1.30 release).
-const (
-	RemoteCredentialsSetting      = "PILOT_ENABLE_REMOTE_CREDENTIALS_CONTROLLER"
-	RemoteCredentialsSettingMinor = 31
-)
-
 var versionPattern = regexp.MustCompile(`^1\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$`)
 
 // Version is a parsed Istio release.
