@@ -34,9 +34,9 @@ const MeshConfigMap = "istio"
 // (manifests/charts/istio-control/istio-discovery/templates/reader-clusterrole.yaml)
 // without Secrets and with one ConfigMap. Secrets there hold the cluster's intermediate
 // CA key and other clusters' credentials; istiod reads them in another cluster only for
-// gateway credentialName lookups of proxies of that cluster, which connect to their own
-// istiod here. The remote credentials controller is turned off where istiod can
-// (render: PILOT_ENABLE_REMOTE_CREDENTIALS_CONTROLLER).
+// credentialName lookups of proxies of that cluster (pilot/pkg/credentials/kube/
+// multicluster.go, 1.30.3), which connect to their own istiod. Its refused Secret watch
+// only delays that cluster's "synced" to PILOT_REMOTE_CLUSTER_TIMEOUT (SECURITY.md).
 func readerRules() []rbacv1.PolicyRule {
 	read := []string{"get", "list", "watch"}
 	return []rbacv1.PolicyRule{
