@@ -2,6 +2,7 @@ package realistiod
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,13 +67,21 @@ func (e *env) hasCluster(t *testing.T, name string) error {
 	return fmt.Errorf("%d clusters, not %s", len(clusters), name)
 }
 
+// notReady says why istiod is not ready, nil once it is.
+func (e *env) notReady() error {
+	if e.kubelet.Ready() {
+		return nil
+	}
+	if err := e.kubelet.Err(); err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	return errors.New("not ready")
+}
+
 func TestSecretlessReader(t *testing.T) {
 	e := setup(t)
 	eventually(t, 2*time.Minute, "istiod ready", func() error {
-		if !e.kubelet.Ready() {
-			return fmt.Errorf("not ready: %v", e.kubelet.Err())
-		}
-		return nil
+		return e.notReady()
 	})
 
 	// The peer is the mesh cluster, registered like a data-plane cluster (README,
@@ -197,10 +206,7 @@ func TestSecretlessReader(t *testing.T) {
 			return nil
 		})
 		eventually(t, 2*time.Minute, "the restarted istiod ready", func() error {
-			if !e.kubelet.Ready() {
-				return fmt.Errorf("not ready: %v", e.kubelet.Err())
-			}
-			return nil
+			return e.notReady()
 		})
 		t.Logf("restarted istiod ready %s after the restart", time.Since(restarted).Round(time.Millisecond))
 		eventually(t, 30*time.Second, "CDS of the restarted istiod", func() error {
