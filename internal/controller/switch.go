@@ -35,19 +35,6 @@ const (
 // rootCertConfigMap is where istiod publishes its root certificate in every namespace.
 const rootCertConfigMap = "istio-ca-root-cert"
 
-// loadSwitchState reads the switch record of a cluster, nil when it has not switched.
-func (r *ClusterReconciler) loadSwitchState(ctx context.Context, w *clusterWork) (*switching.State, error) {
-	cm := &corev1.ConfigMap{}
-	err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Namespace: r.Settings.Namespace, Name: switching.StateName}, cm)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return switching.Decode(cm)
-}
-
 // rootCert returns the local istiod's root certificate, nil until istiod published it.
 func (r *ClusterReconciler) rootCert(ctx context.Context, w *clusterWork) ([]byte, error) {
 	cm := &corev1.ConfigMap{}
@@ -69,11 +56,11 @@ func (r *ClusterReconciler) rootCert(ctx context.Context, w *clusterWork) ([]byt
 // must keep.
 func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork, in render.Inputs) ([]client.Object, error) {
 	ns := r.Settings.Namespace
-	st, err := r.loadSwitchState(ctx, w)
-	if err != nil {
-		return nil, err
-	}
 	keep := []client.Object{stateKey(ns)}
+	st, err := r.switchRecord(ctx, w)
+	if err != nil {
+		return keep, err
+	}
 	rootCert, err := r.rootCert(ctx, w)
 	if err != nil {
 		return keep, err
@@ -87,6 +74,16 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 		if rootCert == nil {
 			w.set(v1beta1.ConditionSwitched, false, ReasonWaitingForRootCert,
 				"sidecar injection stays with the mesh control plane until istiod publishes its root certificate (ConfigMap %s/%s)", ns, rootCertConfigMap)
+			return keep, nil
+		}
+		traces, err := r.switchTraces(ctx, w)
+		if err != nil {
+			return keep, err
+		}
+		if len(traces) > 0 {
+			msg := r.lostRecordMessage(w, traces)
+			w.set(v1beta1.ConditionSwitched, false, ReasonSwitchRecordLost, "%s", msg)
+			r.event(w, corev1.EventTypeWarning, ReasonSwitchRecordLost, "%s", msg)
 			return keep, nil
 		}
 		if st, err = r.recordSwitch(ctx, w); err != nil {
@@ -105,7 +102,7 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 		}
 		return keep, err
 	}
-	own, err := r.serveInjection(ctx, w, in, st, rootCert)
+	own, lost, err := r.serveInjection(ctx, w, in, st, rootCert)
 	if err != nil {
 		return keep, err
 	}
@@ -122,6 +119,14 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 	gateways := "no gateways to restart"
 	if len(restarted) > 0 {
 		gateways = "gateways restarted: " + strings.Join(restarted, ", ")
+	}
+	if len(lost) > 0 {
+		msg := fmt.Sprintf("cluster %s switched at %s, but %s since: the operator gives back and keeps up only the injectors it recorded, "+
+			"so injection there no longer follows the switch; to switch the cluster anew, remove its entry and add it again",
+			w.id, st.SwitchedAt.UTC().Format("2006-01-02T15:04:05Z"), strings.Join(lost, "; "))
+		w.set(v1beta1.ConditionSwitched, false, ReasonInjectorReplaced, "%s", msg)
+		r.event(w, corev1.EventTypeWarning, ReasonInjectorReplaced, "%s", msg)
+		return keep, nil
 	}
 	address := fmt.Sprintf("Service %s/istiod is the operator's own", ns)
 	if st.Address != nil {
@@ -158,15 +163,12 @@ func (r *ClusterReconciler) recordSwitch(ctx context.Context, w *clusterWork) (*
 	if st.Address, err = r.recordAddress(ctx, w); err != nil {
 		return nil, err
 	}
-	data, err := st.Encode()
-	if err != nil {
+	// The mesh cluster's copy first: a record only the data-plane cluster has can be
+	// lost with it.
+	if err := r.keepRecordCopy(ctx, w.id, st); err != nil {
 		return nil, err
 	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: switching.StateName, Namespace: r.Settings.Namespace, Labels: ownership(w.id).Labels},
-		Data:       data,
-	}
-	if err := w.remote.GetClient().Create(ctx, cm); err != nil {
+	if err := r.writeRecord(ctx, w, st); err != nil {
 		return nil, fmt.Errorf("recording the switch: %w", err)
 	}
 	logf.FromContext(ctx).Info("switching injection to the local istiod", "managedInjectors", len(injectors), "managedValidators", len(validators))
@@ -213,8 +215,18 @@ func (r *ClusterReconciler) restartGateways(ctx context.Context, w *clusterWork,
 // once more. Everything else the operator created is pruned afterwards.
 func (r *ClusterReconciler) switchBack(ctx context.Context, w *clusterWork) error {
 	st, err := r.loadSwitchState(ctx, w)
-	if err != nil || st == nil {
+	if err == nil && st == nil {
+		st, err = r.loadRecordCopy(ctx, w.id)
+	}
+	if err != nil {
 		return err
+	}
+	if st == nil {
+		traces, err := r.switchTraces(ctx, w)
+		if err != nil || len(traces) == 0 {
+			return err // never switched: nothing to give back
+		}
+		return fmt.Errorf("%w: %s", errSwitchRecordLost, r.lostRecordMessage(w, traces))
 	}
 	// The address first: sidecars reconnecting from now on reach the mesh control plane.
 	if err := r.giveBackAddress(ctx, w, st.Address); err != nil {

@@ -66,27 +66,30 @@ func getRecorded(ctx context.Context, reader client.Reader, name string, uid typ
 
 // serveInjection points the recorded injectors at the local istiod (one update per
 // webhook configuration, so a pod is never matched by two injectors), or applies the
-// operator's own injector when the cluster had none.
-func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, in render.Inputs, st *switching.State, rootCert []byte) ([]client.Object, error) {
+// operator's own injector when the cluster had none. It also says which recorded
+// injectors are no longer the ones recorded.
+func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, in render.Inputs, st *switching.State, rootCert []byte) (own []client.Object, lost []string, err error) {
 	if len(st.Injectors) == 0 {
 		if rootCert == nil {
-			return nil, nil // keep what is there until istiod publishes its root again
+			return nil, nil, nil // keep what is there until istiod publishes its root again
 		}
 		own, err := render.InjectionWebhook(in, rootCert, r.Scheme)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := r.Applier.Apply(ctx, w.id, w.remote.GetClient(), w.remote.GetAPIReader(), w.remote.GetClient(), ownership(w.id), []client.Object{own}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []client.Object{own}, nil
+		return []client.Object{own}, nil, nil
 	}
 	for _, rec := range st.Injectors {
 		mwc := &admissionv1.MutatingWebhookConfiguration{}
-		if live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, mwc); err != nil || !live {
-			if err != nil {
-				return nil, err
-			}
+		live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, mwc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !live {
+			lost = append(lost, describeLostInjector(rec, mwc))
 			continue
 		}
 		if len(mwc.Webhooks) == 0 {
@@ -94,12 +97,21 @@ func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, 
 		}
 		if switching.PointInjectorAtLocal(mwc, r.Settings.Namespace, caOr(rootCert, mwc.Webhooks[0].ClientConfig.CABundle)) {
 			if err := w.remote.GetClient().Update(ctx, mwc); err != nil {
-				return nil, fmt.Errorf("pointing injector %s at the local istiod: %w", mwc.Name, err)
+				return nil, nil, fmt.Errorf("pointing injector %s at the local istiod: %w", mwc.Name, err)
 			}
 			r.event(w, corev1.EventTypeNormal, ReasonSwitched, "injector %s in cluster %s now calls the local istiod", mwc.Name, w.id)
 		}
 	}
-	return nil, nil
+	return nil, lost, nil
+}
+
+// describeLostInjector says what became of a recorded injector that is not live: found
+// is what getRecorded read, empty when it is gone.
+func describeLostInjector(rec switching.WebhookConfigRecord, found *admissionv1.MutatingWebhookConfiguration) string {
+	if found.UID == "" {
+		return fmt.Sprintf("injector %s was deleted", rec.Name)
+	}
+	return fmt.Sprintf("injector %s was re-created by its owner (uid %s, recorded %s)", rec.Name, found.UID, rec.UID)
 }
 
 // serveValidation points the mesh control plane's validation webhooks at the local
