@@ -30,9 +30,13 @@ type ASMMeshConfigSpec struct {
 	// cluster's Istio gateways once. Until then injection stays with the mesh control
 	// plane. Removing an entry switches injection back to the mesh control plane,
 	// restarts the gateways once more and deletes everything the operator created in
-	// that cluster; if the cluster's remote secret is gone by then, nothing can be
-	// deleted there and a warning event says so. A cluster ID without a remote secret
-	// is reported as Connected=False, reason RemoteSecretNotFound.
+	// that cluster. A cluster that cannot be reached holds its removal, retried with
+	// backoff and reported in its status entry, until it answers; one that is gone for
+	// good can be given up with the annotation istio.alibabacloud.com/abandon-clusters.
+	// If its remote secret is gone, nothing can be deleted there: the status entry says
+	// what was left behind (reason LeftBehind) until the secret is back or the
+	// annotation names the cluster. A cluster ID without a remote secret is reported as
+	// Connected=False, reason RemoteSecretNotFound.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=100
 	// +kubebuilder:validation:XValidation:rule="self.all(id, size(id) <= 63)",message="cluster IDs (keys of externalIstiodConfigurations) must be at most 63 characters"
@@ -316,6 +320,14 @@ type ClusterStatus struct {
 	// +optional
 	// +listType=atomic
 	GatewaysRestarted []string `json:"gatewaysRestarted,omitempty"`
+
+	// intermediateCAExpiresAt is when the intermediate CA the operator last issued for
+	// the cluster's istiod (its cacerts Secret there) expires. It is kept here because
+	// the mesh cluster holds no copy of that Secret: for a cluster that cannot be
+	// reached, or was abandoned, it says until when that istiod can still sign
+	// workload certificates that the mesh trusts. Unset where the operator issued none.
+	// +optional
+	IntermediateCAExpiresAt *metav1.Time `json:"intermediateCAExpiresAt,omitempty"`
 
 	// istioVersion is the Istio release of the istiod last applied to the cluster. It
 	// lags behind spec.version while an upgrade has not been applied.

@@ -94,6 +94,9 @@ func (r *ClusterReconciler) reconcileTrust(ctx context.Context, w *clusterWork) 
 		}
 		r.event(w, corev1.EventTypeNormal, ReasonIntermediateIssued, "issued an intermediate CA of the mesh CA for istiod in cluster %s", w.id)
 	}
+	// The mesh cluster keeps no copy of the Secret: the status says until when this
+	// istiod can sign, also when the cluster cannot be reached.
+	w.status.IntermediateCAExpiresAt = intermediateExpiry(bundle)
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: cacertsName, Namespace: ns, Labels: ownership(w.id).Labels},
 		Data:       bundle,
