@@ -111,7 +111,15 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 		}
 	}
 	for _, cs := range mc.Status.Clusters {
-		if _, wanted := mc.Spec.ExternalIstiodConfigurations[cs.ClusterID]; !wanted {
+		if _, wanted := mc.Spec.ExternalIstiodConfigurations[cs.ClusterID]; wanted {
+			continue
+		}
+		switch ready := meta.FindStatusCondition(cs.Conditions, v1beta1.ConditionReady); {
+		case ready != nil && ready.Reason == ReasonAbandoned:
+			// A person gave the cluster up; its entry only says what was left there.
+		case ready != nil && stalledReasons[ready.Reason]:
+			stalled = append(stalled, cs.ClusterID+": "+ready.Message)
+		default:
 			waiting = append(waiting, cs.ClusterID+": removing istiod")
 		}
 	}

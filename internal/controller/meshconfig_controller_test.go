@@ -56,6 +56,10 @@ func TestAggregate(t *testing.T) {
 			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, false, ReasonUnreachable, "did not answer"))},
 		{name: "leftovers of a removed entry keep it reconciling", controlPlanes: "1/1", reconciling: true, mentions: "old: removing istiod",
 			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, true, ReasonReady, "ok"), clusterEntry("old", 2, false, ReasonRemoving, "removing"))},
+		{name: "an abandoned cluster holds nothing back", controlPlanes: "1/1", ready: true,
+			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, true, ReasonReady, "ok"), clusterEntry("gone", 2, false, ReasonAbandoned, "abandoned"))},
+		{name: "a removed cluster left behind without a remote secret needs a person", controlPlanes: "1/1", stalls: true, mentions: "gone: no remote secret",
+			mc: meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, true, ReasonReady, "ok"), clusterEntry("gone", 2, false, ReasonLeftBehind, "no remote secret"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -15,10 +17,13 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
+	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
 // reconcileRemoval deletes everything the operator put in a cluster whose entry is gone
-// (or whose ASMMeshConfig is being deleted), then drops the cluster's status entry.
+// (or whose ASMMeshConfig is being deleted), then drops the cluster's status entry. A
+// cluster it cannot reach is retried and reported, never forgotten; it gives up only on
+// a cluster that no remote secret provides any more, or that a person abandoned.
 func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
 	if clusterStatus(w.mc, w.id) == nil {
 		metrics.ForgetCluster(w.id)
@@ -32,15 +37,28 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	if found && state.Connecting {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	if !found || state.Cluster == nil {
-		// Without a usable remote secret the cluster is out of reach for good.
-		log.Info("cluster has no usable remote secret; forgetting it without cleanup")
-		if w.status.AppliedHash != "" {
-			r.event(w, corev1.EventTypeWarning, ReasonRemoteSecretAbsent,
-				"cluster %s has no usable remote secret; objects labelled %s=%s there could not be removed", w.id, render.ClusterIDLabel, w.id)
-		}
+	record, err := r.loadRecordCopy(ctx, w.id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	switch {
+	case !found || w.mc.Abandons(w.id):
+		return r.giveUp(ctx, w, found, record)
+	case state.Cluster == nil && nothingLeft(&w.status, record):
+		log.Info("cluster was never connected and has nothing of the operator's; forgetting it")
 		r.Applier.Forget(w.id)
 		return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+	case state.Cluster == nil && state.Problem != "":
+		w.set(v1beta1.ConditionConnected, false, ReasonInvalidKubeconfig, "%s; fix the remote secret", state.Problem)
+		// A change of the remote secret wakes the cluster up; look again now and then.
+		return ctrl.Result{RequeueAfter: time.Minute}, r.removalWaits(ctx, w, ReasonInvalidKubeconfig,
+			"the kubeconfig in remote secret %s cannot be used (%s); fix the remote secret", state.Secret, state.Problem)
+	case state.Cluster == nil:
+		// Any other reason a remote secret's cluster has no client (not connected yet)
+		// is one to retry.
+		w.set(v1beta1.ConditionConnected, false, ReasonUnreachable, "the operator has not connected to cluster %s yet; retrying with backoff", w.id)
+		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s is not connected", w.id),
+			r.removalWaits(ctx, w, ReasonUnreachable, "the operator has not connected to it yet; retrying with backoff"))
 	}
 	w.remote = state.Cluster
 	cleanCtx, cancel := context.WithTimeout(ctx, applyTimeout)
@@ -71,10 +89,22 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%v", err)
 		return ctrl.Result{RequeueAfter: time.Minute}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
 	}
+	if errors.Is(err, errSwitchRecordLost) {
+		w.set(v1beta1.ConditionSwitched, false, ReasonSwitchRecordLost, "%v", err)
+		r.event(w, corev1.EventTypeWarning, ReasonSwitchRecordLost, "%v", err)
+		return ctrl.Result{RequeueAfter: time.Minute}, r.removalWaits(ctx, w, ReasonSwitchRecordLost, "%v", err)
+	}
 	if err != nil {
 		w.set(v1beta1.ConditionApplied, false, ReasonUnreachable, "removing istiod from cluster %s failed; retrying with backoff: %s", w.id, errorSummary(err))
-		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s", w.id)
-		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s: %w", w.id, err), applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status))
+		var werr error
+		if unanswered(err) {
+			w.set(v1beta1.ConditionConnected, false, ReasonUnreachable, "the API server of cluster %s did not answer; retrying with backoff (%s)", w.id, errorSummary(err))
+			werr = r.removalWaits(ctx, w, ReasonUnreachable, "its API server did not answer (%s); retrying with backoff", errorSummary(err))
+		} else {
+			w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing istiod from cluster %s failed: %s; retrying with backoff", w.id, errorSummary(err))
+			werr = applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+		}
+		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s: %w", w.id, err), werr)
 	}
 	if left.Remaining > 0 {
 		w.set(v1beta1.ConditionApplied, false, ReasonRemoving, "%d objects are still being deleted from cluster %s", left.Remaining, w.id)
@@ -85,6 +115,10 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 		return ctrl.Result{}, err
 	}
 	if err := r.deleteOwnNamespace(cleanCtx, w); err != nil {
+		return ctrl.Result{}, err
+	}
+	// The copy goes last: until here a lost record can still be given back from it.
+	if err := r.deleteRecordCopy(ctx, w.id); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.Applier.Forget(w.id)
@@ -110,4 +144,62 @@ func (n namespacedSecrets) List(ctx context.Context, list client.ObjectList, opt
 		opts = append(opts, client.InNamespace(n.namespace))
 	}
 	return n.Reader.List(ctx, list, opts...)
+}
+
+// removalWaits reports a removal that cannot go on yet, and how to give up on a cluster
+// that is gone for good.
+func (r *ClusterReconciler) removalWaits(ctx context.Context, w *clusterWork, reason, format string, args ...any) error {
+	w.set(v1beta1.ConditionReady, false, reason, "removal of istiod from cluster %s waits: %s; if the cluster is gone for good, "+
+		"name it in the ASMMeshConfig's annotation %s to stop cleaning up", w.id, fmt.Sprintf(format, args...), v1beta1.AbandonClustersAnnotation)
+	return applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+}
+
+// giveUp stops cleaning up a cluster: one no remote secret provides (found false), or
+// one the annotation abandons. Its status entry says what was left behind there until
+// nobody needs to know: the entry of a cluster abandoned with its remote secret still
+// in the mesh stays until the secret goes, and that of a cluster whose secret went stays
+// until the annotation names it (or the secret is back, which resumes the removal).
+// Deleting the ASMMeshConfig drops every such entry.
+func (r *ClusterReconciler) giveUp(ctx context.Context, w *clusterWork, found bool, record *switching.State) (ctrl.Result, error) {
+	left := leftBehind(&w.status, record, r.Settings.Namespace, time.Now())
+	abandoned, deleting := w.mc.Abandons(w.id), w.mc.DeletionTimestamp != nil
+	switch {
+	case deleting || nothingLeft(&w.status, record):
+	case found && abandoned:
+		r.reportOnce(w, ReasonAbandoned, "cluster %s is abandoned (annotation %s): the operator removes nothing there any more; %s. "+
+			"Remove its remote secret to drop this entry, or the cluster from the annotation to resume the removal",
+			w.id, v1beta1.AbandonClustersAnnotation, left)
+		return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	case !abandoned:
+		w.set(v1beta1.ConditionConnected, false, ReasonRemoteSecretAbsent, "no remote secret provides cluster %s any more", w.id)
+		r.reportOnce(w, ReasonLeftBehind, "no remote secret provides cluster %s any more, so the operator cannot remove anything there; %s. "+
+			"Add its remote secret back to finish the removal, or name the cluster in the ASMMeshConfig's annotation %s to drop this entry",
+			w.id, left, v1beta1.AbandonClustersAnnotation)
+		return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	}
+	if !nothingLeft(&w.status, record) {
+		logf.FromContext(ctx).Info("forgetting cluster without cleanup", "abandoned", abandoned, "remoteSecret", found)
+		r.event(w, corev1.EventTypeWarning, ReasonLeftBehind, "forgot cluster %s without cleaning it up; %s", w.id, left)
+	}
+	if err := r.deleteRecordCopy(ctx, w.id); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Applier.Forget(w.id)
+	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
+}
+
+// reportOnce sets Ready=False with reason, and records a warning event when the reason
+// is new.
+func (r *ClusterReconciler) reportOnce(w *clusterWork, reason, format string, args ...any) {
+	if c := meta.FindStatusCondition(w.status.Conditions, v1beta1.ConditionReady); c == nil || c.Reason != reason {
+		r.event(w, corev1.EventTypeWarning, reason, format, args...)
+	}
+	w.set(v1beta1.ConditionReady, false, reason, format, args...)
+}
+
+// unanswered tells a cluster that did not answer (refused, hung, timed out) from one
+// whose API server answered with an error.
+func unanswered(err error) bool {
+	var status apierrors.APIStatus
+	return !errors.As(err, &status) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err)
 }

@@ -48,6 +48,7 @@ var stalledReasons = map[string]bool{
 	ReasonRemoteSecretAbsent: true, ReasonInvalidKubeconfig: true, ReasonForbidden: true,
 	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
 	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true, ReasonNoTemplateSource: true, ReasonCopiesRefused: true,
+	ReasonLeftBehind: true, ReasonSwitchRecordLost: true, ReasonInjectorReplaced: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry
