@@ -144,6 +144,12 @@ func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork,
 func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork, st *switching.State) error {
 	reader := w.remote.GetAPIReader()
 	ns := r.Settings.Namespace
+	// What the switch and its upkeep wrote into caBundles; a caBundle that holds
+	// something else was changed by somebody else.
+	localRoot, err := r.rootCert(ctx, w)
+	if err != nil {
+		return err
+	}
 	for _, rec := range st.Injectors {
 		mwc := &admissionv1.MutatingWebhookConfiguration{}
 		live, err := getRecorded(ctx, reader, rec.Name, rec.UID, mwc)
@@ -153,7 +159,7 @@ func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork
 		if !live {
 			continue // removed or re-created by its owner: nothing of the switch's is left
 		}
-		changed, others := switching.RestoreInjector(mwc, rec, ns)
+		changed, others := switching.RestoreInjector(mwc, rec, ns, localRoot)
 		if err := r.giveBack(ctx, w, mwc, "injector", changed, others); err != nil {
 			return err
 		}
@@ -167,7 +173,7 @@ func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork
 		if !live {
 			continue // removed or re-created by its owner: nothing of the switch's is left
 		}
-		changed, others := switching.RestoreValidator(vwc, rec, ns)
+		changed, others := switching.RestoreValidator(vwc, rec, ns, localRoot)
 		if err := r.giveBack(ctx, w, vwc, "validator", changed, others); err != nil {
 			return err
 		}
@@ -178,7 +184,7 @@ func (r *ClusterReconciler) giveBackWebhooks(ctx context.Context, w *clusterWork
 // giveBack writes a restored webhook configuration and reports what it found.
 func (r *ClusterReconciler) giveBack(ctx context.Context, w *clusterWork, obj client.Object, what string, changed bool, others []string) error {
 	if len(others) > 0 {
-		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%s %s in cluster %s: webhooks %s were re-pointed by somebody else since the switch; left as they are",
+		r.event(w, corev1.EventTypeWarning, ReasonAddressChanged, "%s %s in cluster %s: webhooks %s were changed by somebody else since the switch; left as they are",
 			what, obj.GetName(), w.id, strings.Join(others, ", "))
 	}
 	if !changed {

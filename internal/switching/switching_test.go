@@ -47,15 +47,38 @@ func TestSwitchInPlaceAndBack(t *testing.T) {
 		t.Error("a second switch changed something")
 	}
 	repointed := mwc.DeepCopy()
-	if changed, others := RestoreInjector(mwc, rec, "istio-system"); !changed || len(others) > 0 || !equality.Semantic.DeepEqual(mwc, original) {
+	if changed, others := RestoreInjector(mwc, rec, "istio-system", []byte("local")); !changed || len(others) > 0 || !equality.Semantic.DeepEqual(mwc, original) {
 		t.Errorf("switching back did not restore the original (others %v):\n%+v", others, mwc.Webhooks[0].ClientConfig)
 	}
 	// Somebody points the webhook elsewhere while switched: switching back leaves it.
 	elsewhere := "https://127.0.0.1:2/inject"
 	repointed.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{URL: &elsewhere}
-	if changed, others := RestoreInjector(repointed, rec, "istio-system"); changed || len(others) != 1 ||
+	if changed, others := RestoreInjector(repointed, rec, "istio-system", []byte("local")); changed || len(others) != 1 ||
 		*repointed.Webhooks[0].ClientConfig.URL != elsewhere {
 		t.Errorf("a webhook somebody re-pointed was restored (changed %v, others %v)", changed, others)
+	}
+}
+
+// A webhook that called Service istiod keeps its call; the switch changed only its
+// caBundle, which switching back restores unless somebody else changed it since.
+func TestRestoreGivesBackOnlyTheSwitchsCABundle(t *testing.T) {
+	mwc := managedInjector()
+	mwc.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{CABundle: []byte("mesh"),
+		Service: &admissionv1.ServiceReference{Namespace: "istio-system", Name: "istiod", Path: ptr.To("/inject/cluster/c2/net/n1"), Port: ptr.To[int32](443)}}
+	original := mwc.DeepCopy()
+	rec := RecordInjector(mwc)
+	if !PointInjectorAtLocal(mwc, "istio-system", []byte("local")) || string(mwc.Webhooks[0].ClientConfig.CABundle) != "local" {
+		t.Fatalf("the caBundle does not trust the local istiod: %+v", mwc.Webhooks[0].ClientConfig)
+	}
+	rotated := mwc.DeepCopy()
+	if changed, others := RestoreInjector(mwc, rec, "istio-system", []byte("local")); !changed || len(others) > 0 || !equality.Semantic.DeepEqual(mwc, original) {
+		t.Errorf("the switch's caBundle was not given back (others %v): %+v", others, mwc.Webhooks[0].ClientConfig)
+	}
+	rotated.Webhooks[0].ClientConfig.CABundle = []byte("rotated-by-its-owner")
+	changed, others := RestoreInjector(rotated, rec, "istio-system", []byte("local"))
+	if changed || len(others) != 1 || others[0] != "rev.namespace.sidecar-injector.istio.io (caBundle)" ||
+		string(rotated.Webhooks[0].ClientConfig.CABundle) != "rotated-by-its-owner" {
+		t.Errorf("a caBundle somebody else changed was overwritten or not reported (changed %v, others %v)", changed, others)
 	}
 }
 
@@ -132,7 +155,7 @@ func TestValidatorInPlaceAndBack(t *testing.T) {
 	// The local istiod tightens the failure policy once it serves; switching back
 	// gives the mesh's choice back.
 	vwc.Webhooks[0].FailurePolicy = ptr.To(admissionv1.Fail)
-	if changed, _ := RestoreValidator(vwc, rec, "istio-system"); !changed || !equality.Semantic.DeepEqual(vwc, original) {
+	if changed, _ := RestoreValidator(vwc, rec, "istio-system", nil); !changed || !equality.Semantic.DeepEqual(vwc, original) {
 		t.Errorf("switching back did not restore the original: %+v", vwc.Webhooks[0])
 	}
 }

@@ -120,24 +120,38 @@ func sameTarget(a, b admissionv1.WebhookClientConfig) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
-// restore gives the recorded webhooks their client configuration back, and their
-// failure policy, which the local istiod may have tightened. A webhook that calls
-// neither what was recorded nor the local istiod was re-pointed by somebody else since
-// the switch: it is left as it is, and its name returned, since restoring a stale copy
-// could undo their change (and it no longer needs the local istiod).
-func (r webhookRole) restore(hooks []hook, rec WebhookConfigRecord, namespace string) (changed bool, othersChanged []string) {
+// restore gives the recorded webhooks back what the switch changed: where they send
+// requests, and a caBundle the switch wrote (it holds localRoot, the root the switch
+// and its upkeep write; with no localRoot known, any caBundle of a webhook the switch
+// re-pointed); and their failure policy, which the local istiod may have tightened. A
+// webhook that calls neither what was recorded nor the local istiod was re-pointed by
+// somebody else since the switch: it is left as it is, and so is a caBundle somebody
+// else changed. Both are returned, since restoring a stale copy could undo their change.
+func (r webhookRole) restore(hooks []hook, rec WebhookConfigRecord, namespace string, localRoot []byte) (changed bool, othersChanged []string) {
 	local := r.localClientConfig(namespace, nil)
 	for _, want := range rec.Webhooks {
 		for _, h := range hooks {
 			if h.name != want.Name {
 				continue
 			}
-			if !sameTarget(*h.clientConfig, want.ClientConfig) && !sameTarget(*h.clientConfig, local) {
+			atRecorded := sameTarget(*h.clientConfig, want.ClientConfig)
+			if !atRecorded && !sameTarget(*h.clientConfig, local) {
 				othersChanged = append(othersChanged, h.name)
 				continue
 			}
-			if !equality.Semantic.DeepEqual(*h.clientConfig, want.ClientConfig) {
+			if !bytes.Equal(h.clientConfig.CABundle, want.ClientConfig.CABundle) {
+				switch {
+				case BundleHas(h.clientConfig.CABundle, localRoot), len(localRoot) == 0 && !atRecorded:
+					h.clientConfig.CABundle = append([]byte(nil), want.ClientConfig.CABundle...)
+					changed = true
+				default:
+					othersChanged = append(othersChanged, h.name+" (caBundle)")
+				}
+			}
+			if !atRecorded {
+				caBundle := h.clientConfig.CABundle
 				*h.clientConfig = *want.ClientConfig.DeepCopy()
+				h.clientConfig.CABundle = caBundle
 				changed = true
 			}
 			if want.FailurePolicy != nil && !equality.Semantic.DeepEqual(*h.failurePolicy, want.FailurePolicy) {
@@ -188,15 +202,16 @@ func PointValidatorAtLocal(vwc *admissionv1.ValidatingWebhookConfiguration, name
 }
 
 // RestoreInjector gives the recorded injection webhooks back to the mesh control plane;
-// it reports whether anything changed and the webhooks somebody else re-pointed.
-func RestoreInjector(mwc *admissionv1.MutatingWebhookConfiguration, rec WebhookConfigRecord, namespace string) (bool, []string) {
-	return injection.restore(mutatingHooks(mwc), rec, namespace)
+// localRoot is the local istiod's root the switch wrote into caBundles, nil when not
+// known. It reports whether anything changed and what somebody else changed.
+func RestoreInjector(mwc *admissionv1.MutatingWebhookConfiguration, rec WebhookConfigRecord, namespace string, localRoot []byte) (bool, []string) {
+	return injection.restore(mutatingHooks(mwc), rec, namespace, localRoot)
 }
 
 // RestoreValidator gives the recorded validation webhooks back to the mesh control
 // plane, as RestoreInjector does.
-func RestoreValidator(vwc *admissionv1.ValidatingWebhookConfiguration, rec WebhookConfigRecord, namespace string) (bool, []string) {
-	return validation.restore(validatingHooks(vwc), rec, namespace)
+func RestoreValidator(vwc *admissionv1.ValidatingWebhookConfiguration, rec WebhookConfigRecord, namespace string, localRoot []byte) (bool, []string) {
+	return validation.restore(validatingHooks(vwc), rec, namespace, localRoot)
 }
 
 func ptrCopy[T any](p *T) *T {
