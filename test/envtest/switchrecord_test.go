@@ -101,6 +101,10 @@ var _ = Describe("the switch record and the removal of far clusters", Ordered, f
 		Eventually(rc.ownedNames).Should(ContainElement("Deployment/istio-system/istiod"))
 		rc.markAvailable()
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
+		// Settled: a reconcile still under way when the link is cut would report from
+		// what it read before the switch.
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionReady) }).Should(Equal("True/" + controller.ReasonReady))
+		Consistently(func() string { return cluster2Status().AppliedHash }, time.Second).ShouldNot(BeEmpty())
 	}
 	removeCluster2 := func() {
 		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-2") })
@@ -116,13 +120,19 @@ var _ = Describe("the switch record and the removal of far clusters", Ordered, f
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName}})).To(Succeed())
 		DeferCleanup(func() {
 			setLink(rc, farlink.Up)
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
+			secret := types.NamespacedName{Namespace: ns, Name: "istio-remote-secret-cluster-2"}
+			if apierrors.IsNotFound(mesh.Get(ctx(), secret, &corev1.Secret{})) {
+				writeRemoteSecret(secret.Name, map[string][]byte{"cluster-2": rc.kubeconfig("operator-cleanup", remoteOperatorGroup)})
 			}
+			abandon("")
+			removeCluster2()
+			Eventually(statusEntries, 3*time.Minute).Should(BeEmpty())
+			// Other containers count cluster-2's gateway restarts from zero.
+			Eventually(func() map[string]float64 { return clusterMetrics("cluster-2") }).Should(BeEmpty())
+			Expect(mesh.Delete(ctx(), getMeshConfig())).To(Succeed())
 			Eventually(func() bool {
 				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}, 3*time.Minute).Should(BeTrue())
+			}).Should(BeTrue())
 			Eventually(rc.ownedNames).Should(BeEmpty())
 			Expect(recordCopy()).To(BeNil())
 		})
