@@ -14,7 +14,7 @@ import (
 )
 
 func TestIntermediateExpiry(t *testing.T) {
-	issuer, err := ca.NewIssuer(ca.Bundle(catest.MeshCACerts(365 * 24 * time.Hour)))
+	issuer, err := ca.NewIssuer(catest.MeshCACerts(365 * 24 * time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
