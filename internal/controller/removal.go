@@ -56,9 +56,13 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	case state.Cluster == nil:
 		// Any other reason a remote secret's cluster has no client (not connected yet)
 		// is one to retry.
-		w.set(v1beta1.ConditionConnected, false, ReasonUnreachable, "the operator has not connected to cluster %s yet; retrying with backoff", w.id)
+		why := "the operator has not connected to it yet"
+		if state.ConnectError != nil {
+			why += " (" + errorSummary(state.ConnectError) + ")"
+		}
+		w.set(v1beta1.ConditionConnected, false, ReasonUnreachable, "cluster %s: %s; retrying with backoff", w.id, why)
 		return ctrl.Result{}, errors.Join(fmt.Errorf("cluster %s is not connected", w.id),
-			r.removalWaits(ctx, w, ReasonUnreachable, "the operator has not connected to it yet; retrying with backoff"))
+			r.removalWaits(ctx, w, ReasonUnreachable, "%s; retrying with backoff", why))
 	}
 	w.remote = state.Cluster
 	cleanCtx, cancel := context.WithTimeout(ctx, applyTimeout)
