@@ -81,7 +81,10 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 	ctx = logf.IntoContext(ctx, log)
 
 	mc := &v1beta1.ASMMeshConfig{}
-	if err := r.Local.Get(ctx, types.NamespacedName{Name: v1beta1.DefaultName}, mc); err != nil {
+	// From the API server, not the cache: this reconcile's status starts from the last
+	// one written, and a cache that has not seen that write yet would have it written
+	// back older (appliedHash, switchedAt and Switched lost).
+	if err := r.LocalReader.Get(ctx, types.NamespacedName{Name: v1beta1.DefaultName}, mc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	w := &clusterWork{id: id, mc: mc, status: v1beta1.ClusterStatus{ClusterID: id, ObservedGeneration: mc.Generation}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -92,7 +91,7 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 	slices.Sort(ids)
 	s.DesiredControlPlanes = int32(len(ids))
 
-	var waiting, stalled []string
+	var waiting, stalled []problem
 	for _, id := range ids {
 		cs := clusterStatus(mc, id)
 		var ready *metav1.Condition
@@ -101,13 +100,13 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 		}
 		switch {
 		case ready == nil || cs.ObservedGeneration != gen:
-			waiting = append(waiting, id+": not reconciled yet")
+			waiting = append(waiting, problem{id, ReasonPending, "not reconciled yet"})
 		case ready.Status == metav1.ConditionTrue:
 			s.ReadyControlPlanes++
 		case stalledReasons[ready.Reason]:
-			stalled = append(stalled, id+": "+ready.Message)
+			stalled = append(stalled, problem{id, ready.Reason, ready.Message})
 		default:
-			waiting = append(waiting, id+": "+ready.Message)
+			waiting = append(waiting, problem{id, ready.Reason, ready.Message})
 		}
 	}
 	for _, cs := range mc.Status.Clusters {
@@ -118,14 +117,14 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 		case ready != nil && ready.Reason == ReasonAbandoned:
 			// A person gave the cluster up; its entry only says what was left there.
 		case ready != nil && stalledReasons[ready.Reason]:
-			stalled = append(stalled, cs.ClusterID+": "+ready.Message)
+			stalled = append(stalled, problem{cs.ClusterID, ready.Reason, ready.Message})
 		default:
-			waiting = append(waiting, cs.ClusterID+": removing istiod")
+			waiting = append(waiting, problem{cs.ClusterID, ReasonRemoving, "removing istiod"})
 		}
 	}
 	s.ControlPlanes = fmt.Sprintf("%d/%d", s.ReadyControlPlanes, s.DesiredControlPlanes)
 
-	problems := strings.Join(append(slices.Clone(stalled), waiting...), "; ")
+	problems := summarize(append(slices.Clone(stalled), waiting...))
 	switch {
 	case mc.DeletionTimestamp != nil:
 		setCondition(&s.Conditions, gen, v1beta1.ConditionReady, false, ReasonDeleting, "removing istiod from every cluster: %s", problems)
@@ -137,7 +136,7 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 		setCondition(&s.Conditions, gen, v1beta1.ConditionStalled, false, ReasonReady, "nothing left to do")
 	case len(stalled) > 0:
 		setCondition(&s.Conditions, gen, v1beta1.ConditionReady, false, ReasonClustersNotReady, "%s remote control planes ready; %s", s.ControlPlanes, problems)
-		setCondition(&s.Conditions, gen, v1beta1.ConditionStalled, true, ReasonClustersNotReady, "needs attention: %s", strings.Join(stalled, "; "))
+		setCondition(&s.Conditions, gen, v1beta1.ConditionStalled, true, ReasonClustersNotReady, "needs attention: %s", summarize(stalled))
 		setCondition(&s.Conditions, gen, v1beta1.ConditionReconciling, len(waiting) > 0, ReasonClustersNotReady, "%d clusters in progress", len(waiting))
 	default:
 		setCondition(&s.Conditions, gen, v1beta1.ConditionReady, false, ReasonClustersNotReady, "%s remote control planes ready; %s", s.ControlPlanes, problems)

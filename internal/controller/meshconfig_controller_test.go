@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,40 @@ func TestConflictingSettingsStopEveryCluster(t *testing.T) {
 	mc := meshConfigWith(2, []string{"a"}, clusterEntry("a", 2, false, ReasonConflictingSettings, "conflict"))
 	if conditionOf(aggregate(mc), v1beta1.ConditionStalled).Status != metav1.ConditionTrue {
 		t.Error("a conflicting spec needs a person: Stalled")
+	}
+}
+
+// TestAggregateSummarisesManyClusters shows that a hundred failing clusters give
+// messages within the API's limits, grouped by reason, each reason with a few names.
+func TestAggregateSummarisesManyClusters(t *testing.T) {
+	var wanted []string
+	var clusters []v1beta1.ClusterStatus
+	for i := range 100 {
+		id := fmt.Sprintf("cluster-%03d", i)
+		wanted = append(wanted, id)
+		reason, msg := ReasonUnreachable, "cannot reach the API server of cluster "+id+": "+strings.Repeat("the API server did not answer within 15s; ", 5)
+		if i%4 == 0 {
+			reason, msg = ReasonForbidden, "the kubeconfig in remote secret istio-remote-secret-"+id+" is not allowed to read namespace istio-system; grant it the permissions in docs/remote-permissions.md"
+		}
+		cs := v1beta1.ClusterStatus{ClusterID: id, ObservedGeneration: 3}
+		setCondition(&cs.Conditions, 3, v1beta1.ConditionReady, false, reason, "%s", msg)
+		clusters = append(clusters, cs)
+	}
+	s := aggregate(meshConfigWith(3, wanted, clusters...))
+	ready := meta.FindStatusCondition(s.Conditions, v1beta1.ConditionReady)
+	stalled := meta.FindStatusCondition(s.Conditions, v1beta1.ConditionStalled)
+	for _, c := range []*metav1.Condition{ready, stalled} {
+		if len(c.Message) > 4096 {
+			t.Errorf("%s message has %d characters", c.Type, len(c.Message))
+		}
+	}
+	for _, want := range []string{"75 clusters Unreachable: cluster-001, cluster-002, cluster-003, cluster-005, cluster-006 and 70 more",
+		"25 clusters Forbidden: cluster-000, cluster-004", "docs/remote-permissions.md"} {
+		if !strings.Contains(ready.Message, want) {
+			t.Errorf("Ready does not say %q: %s", want, ready.Message)
+		}
+	}
+	if !strings.Contains(stalled.Message, "25 clusters Forbidden") || strings.Contains(stalled.Message, "Unreachable") {
+		t.Errorf("Stalled names the clusters that need a person: %s", stalled.Message)
 	}
 }
