@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/names"
 )
 
 // ReaderForLabel names, on a reader identity in another cluster, the cluster whose
@@ -22,7 +24,7 @@ const IssuedAtAnnotation = "istio.alibabacloud.com/token-issued-at"
 
 // ReaderName is the ServiceAccount, ClusterRole and ClusterRoleBinding that the istiod of
 // cluster `reader` uses in another cluster.
-func ReaderName(reader string) string { return "remote-istiod-reader-" + reader }
+func ReaderName(reader string) string { return names.ForCluster("remote-istiod-reader-", reader) }
 
 // MeshConfigMap is the only ConfigMap a reader may read: the mesh config that istiod
 // 1.29 and newer reads in every cluster it discovers, by name, for that cluster's trust
@@ -89,4 +91,4 @@ func Kubeconfig(id string, server *rest.Config, token string) ([]byte, error) {
 
 // SecretName is the remote secret for cluster `id`, as istioctl create-remote-secret
 // names it.
-func SecretName(id string) string { return "istio-remote-secret-" + id }
+func SecretName(id string) string { return names.ForCluster("istio-remote-secret-", id) }

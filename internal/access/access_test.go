@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -97,5 +98,21 @@ func TestReaderReadsOnlyTheMeshConfigMap(t *testing.T) {
 	}
 	if !meshConfig {
 		t.Errorf("the reader cannot watch ConfigMap %s, which istiod 1.29+ reads in every cluster it discovers", MeshConfigMap)
+	}
+}
+
+// TestNamesOfClusterIDsThatAreNotNames uses Istio's default cluster ID, "Kubernetes":
+// every object and secret named after it must be a valid name, or mutual access with
+// such a cluster fails for ever.
+func TestNamesOfClusterIDsThatAreNotNames(t *testing.T) {
+	for _, id := range []string{"Kubernetes", "east_1"} {
+		for _, o := range ReaderObjects(id, "istio-system", map[string]string{ReaderForLabel: id}) {
+			if errs := validation.IsDNS1123Subdomain(o.GetName()); len(errs) > 0 {
+				t.Errorf("reader object for %q is named %q: %v", id, o.GetName(), errs)
+			}
+		}
+		if errs := validation.IsDNS1123Subdomain(SecretName(id)); len(errs) > 0 {
+			t.Errorf("the remote secret for %q is named %q: %v", id, SecretName(id), errs)
+		}
 	}
 }

@@ -1,8 +1,6 @@
 package switching
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/names"
 )
 
 // copyPrefix starts the name of the copy of a cluster's switch record that the operator
@@ -20,14 +20,7 @@ const copyPrefix = StateName + "-"
 // CopyName is the name of the mesh cluster's copy of a cluster's switch record. Cluster
 // IDs are label values (upper case and '_' allowed), ConfigMap names are not: such IDs
 // are lower-cased, '_' becomes '-', and a hash of the ID keeps two of them apart.
-func CopyName(clusterID string) string {
-	safe := strings.ReplaceAll(strings.ToLower(clusterID), "_", "-")
-	if safe == clusterID {
-		return copyPrefix + safe
-	}
-	sum := sha256.Sum256([]byte(clusterID))
-	return copyPrefix + safe + "-" + hex.EncodeToString(sum[:4])
-}
+func CopyName(clusterID string) string { return names.ForCluster(copyPrefix, clusterID) }
 
 // Same reports whether two records describe the same switch with the same content.
 func Same(a, b *State) bool {
