@@ -33,13 +33,7 @@ var _ = Describe("far links", Ordered, func() {
 			for _, rc := range remotes {
 				Expect(rc.link.SetMode(farlink.Up)).To(Succeed())
 			}
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			for _, rc := range remotes {
 				Eventually(rc.ownedNames).Should(BeEmpty())
 				rc.expectAsBefore()

@@ -11,14 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
-	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
 // replica is one operator replica that takes part in leader election.
@@ -31,26 +27,15 @@ type replica struct {
 // startReplica starts a manager as the installed operator runs it: with leader
 // election, and a lease short enough for a test.
 func startReplica() *replica {
-	opts := manager.Options{
-		Scheme:   scheme,
-		Settings: render.Settings{Namespace: ns, Hub: "docker.io/istio", Version: manager.DefaultIstioVersion},
-		Workers:  4,
-		Manager: ctrl.Options{
-			Scheme:                        scheme,
-			Metrics:                       metricsserver.Options{BindAddress: "0"},
-			HealthProbeBindAddress:        "0",
-			Cache:                         manager.LocalCacheOptions(ns),
-			Controller:                    config.Controller{SkipNameValidation: ptrTo(true)},
-			LeaderElection:                true,
-			LeaderElectionID:              "remote-istiod-operator.istio.alibabacloud.com",
-			LeaderElectionNamespace:       ns,
-			LeaderElectionReleaseOnCancel: true,
-			LeaseDuration:                 ptrTo(4 * time.Second),
-			RenewDeadline:                 ptrTo(3 * time.Second),
-			RetryPeriod:                   ptrTo(500 * time.Millisecond),
-			GracefulShutdownTimeout:       ptrTo(manager.GracefulShutdownTimeout),
-		},
-	}
+	opts := operatorOptions()
+	opts.Manager.LeaderElection = true
+	opts.Manager.LeaderElectionID = "remote-istiod-operator.istio.alibabacloud.com"
+	opts.Manager.LeaderElectionNamespace = ns
+	opts.Manager.LeaderElectionReleaseOnCancel = true
+	opts.Manager.LeaseDuration = ptrTo(4 * time.Second)
+	opts.Manager.RenewDeadline = ptrTo(3 * time.Second)
+	opts.Manager.RetryPeriod = ptrTo(500 * time.Millisecond)
+	opts.Manager.GracefulShutdownTimeout = ptrTo(manager.GracefulShutdownTimeout)
 	mgr, err := manager.New(operatorConfig, opts)
 	Expect(err).NotTo(HaveOccurred())
 	c, stop := context.WithCancel(context.Background())
@@ -80,13 +65,7 @@ var _ = Describe("two replicas", Ordered, func() {
 			Eventually(first.done).Should(BeClosed())
 			Eventually(second.done).Should(BeClosed())
 			startManager()
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			Eventually(rc.ownedNames).Should(BeEmpty())
 			rc.expectAsBefore()
 		})

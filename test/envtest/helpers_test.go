@@ -149,6 +149,18 @@ func (rc *remoteCluster) markAvailable() {
 	}).Should(Succeed())
 }
 
+// removeMeshConfig deletes the ASMMeshConfig, if there is one, and waits until the
+// operator has let it go.
+func removeMeshConfig() {
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
+		Expect(mesh.Delete(ctx(), mc)).To(Succeed())
+	}
+	Eventually(func() bool {
+		return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
+	}).Should(BeTrue())
+}
+
 func getMeshConfig() *v1beta1.ASMMeshConfig {
 	mc := &v1beta1.ASMMeshConfig{}
 	Expect(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc)).To(Succeed())

@@ -123,13 +123,7 @@ var _ = Describe("the mesh control plane's injector and mesh config", Ordered, f
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{"cluster-2": entry(1)}}})).To(Succeed())
 		DeferCleanup(func() {
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			Eventually(rc.ownedNames).Should(BeEmpty())
 			for _, o := range created {
 				Expect(client.IgnoreNotFound(mesh.Delete(ctx(), o))).To(Succeed())

@@ -169,13 +169,7 @@ var _ = Describe("the mirror at scale, through a far link", Ordered, func() {
 		rc, stop = startDataPlane(id)
 		DeferCleanup(func() {
 			rc.link.SetLatency(0)
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			Eventually(rc.ownedNames).Should(BeEmpty())
 			Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-" + id, Namespace: ns}})).To(Succeed())
 			for _, kind := range []string{"VirtualService", "Sidecar", "ServiceEntry"} {

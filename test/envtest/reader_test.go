@@ -45,13 +45,7 @@ var _ = Describe("the reader of mutual access", Ordered, func() {
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
 				"cluster-1": entry(1), "cluster-2": on}}})).To(Succeed())
 		DeferCleanup(func() {
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			for _, rc := range remotes {
 				Eventually(rc.ownedNames).Should(BeEmpty())
 			}

@@ -179,8 +179,9 @@ func writeRemoteSecret(name string, data map[string][]byte) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-func startManager() {
-	opts := manager.Options{
+// operatorOptions are the manager's options as the suite runs it.
+func operatorOptions() manager.Options {
+	return manager.Options{
 		Scheme:   scheme,
 		Settings: render.Settings{Namespace: ns, Hub: "docker.io/istio", Version: manager.DefaultIstioVersion},
 		Workers:  4,
@@ -192,6 +193,10 @@ func startManager() {
 			Controller:             config.Controller{SkipNameValidation: ptrTo(true)},
 		},
 	}
+}
+
+func startManager() {
+	opts := operatorOptions()
 	mgr, err := manager.New(operatorConfig, opts)
 	Expect(err).NotTo(HaveOccurred())
 	var c context.Context

@@ -30,13 +30,7 @@ var _ = Describe("a mesh CA near its end", Ordered, func() {
 		DeferCleanup(func() {
 			meshCA = lasting
 			setMeshCA(meshCA)
-			mc := &v1beta1.ASMMeshConfig{}
-			if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); err == nil {
-				Expect(mesh.Delete(ctx(), mc)).To(Succeed())
-			}
-			Eventually(func() bool {
-				return apierrors.IsNotFound(mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, &v1beta1.ASMMeshConfig{}))
-			}).Should(BeTrue())
+			removeMeshConfig()
 			Eventually(rc.ownedNames).Should(BeEmpty())
 		})
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
