@@ -18,13 +18,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/controller"
-	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
-	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
 
@@ -110,21 +107,11 @@ func denyVirtualServiceNamed(rc *remoteCluster, name string) []client.Object {
 
 // startDataPlane starts one more data-plane cluster, set up as the suite sets up its
 // own (the remote profile, the operator's rights, a remote secret reaching it through a
-// far link), for a test that changes a cluster in ways the suite's other tests do not
+// far link, see newDataPlane), for a test that changes a cluster in ways the suite's other tests do not
 // expect (a switch restarts its gateways). It is not in remotes; stop it with the
 // returned function once its entry and remote secret are gone.
 func startDataPlane(id string) (*remoteCluster, func()) {
-	rc := &remoteCluster{id: id, env: localapi.New(&envtest.Environment{})}
-	cfg, err := rc.env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	rc.client, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	rc.link, rc.linkURL, err = farlink.StartFor(cfg.Host)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-		Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
-	rc.installManagedDataPlane()
-	rc.grantRemoteRBAC()
+	rc := newDataPlane(id)
 	// The suite's stand-in for the Deployment controller runs over remotes only.
 	rollCtx, stopRollouts := context.WithCancel(context.Background())
 	go func() {

@@ -94,28 +94,8 @@ var _ = BeforeSuite(func() {
 	Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())
 
 	for _, id := range []string{"cluster-1", "cluster-2"} {
-		rc := &remoteCluster{id: id, env: localapi.New(&envtest.Environment{})}
-		rcfg, err := rc.env.Start()
-		Expect(err).NotTo(HaveOccurred())
-		rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
-		rc.link, rc.linkURL, err = farlink.StartFor(rcfg.Host)
-		Expect(err).NotTo(HaveOccurred())
-		// Data-plane clusters of a mesh already have the control plane namespace.
-		Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-			Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
+		rc := newDataPlane(id)
 		remotes[id] = rc
-		rc.installManagedDataPlane()
-		rc.grantRemoteRBAC()
-		// The API server creates the default/kubernetes Service and Endpoints on its own
-		// a moment after it starts; the inventory of "before" must have them.
-		Eventually(func() error {
-			if err := rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Service{}); err != nil {
-				return err
-			}
-			return rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Endpoints{}) //nolint:staticcheck // what the API server writes
-		}).Should(Succeed())
-		rc.initial = rc.inventory()
 		writeRemoteSecret("istio-remote-secret-"+id, map[string][]byte{id: rc.kubeconfig("operator", remoteOperatorGroup)})
 	}
 	operatorConfig = restrictedOperatorConfig()
@@ -146,6 +126,34 @@ var _ = AfterSuite(func() {
 })
 
 func ctx() context.Context { return context.Background() }
+
+// newDataPlane starts a data-plane cluster as a managed mesh has it: the control plane
+// namespace, Istio's remote profile, the operator's rights, and a far link in front of
+// its API server. Its inventory of "before" is taken; no remote secret is written yet.
+func newDataPlane(id string) *remoteCluster {
+	rc := &remoteCluster{id: id, env: localapi.New(&envtest.Environment{})}
+	rcfg, err := rc.env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	rc.client, err = client.New(rcfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	rc.link, rc.linkURL, err = farlink.StartFor(rcfg.Host)
+	Expect(err).NotTo(HaveOccurred())
+	// Data-plane clusters of a mesh already have the control plane namespace.
+	Expect(rc.client.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Annotations: map[string]string{"topology.istio.io/controlPlaneClusters": meshClusterID}}})).To(Succeed())
+	rc.installManagedDataPlane()
+	rc.grantRemoteRBAC()
+	// The API server creates the default/kubernetes Service and Endpoints on its own
+	// a moment after it starts; the inventory of "before" must have them.
+	Eventually(func() error {
+		if err := rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Service{}); err != nil {
+			return err
+		}
+		return rc.client.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, &corev1.Endpoints{}) //nolint:staticcheck // what the API server writes
+	}).Should(Succeed())
+	rc.initial = rc.inventory()
+	return rc
+}
 
 // kubeconfig adds a user to the cluster's API server and returns a kubeconfig for it,
 // as istioctl create-remote-secret would write one, reaching the API server through
