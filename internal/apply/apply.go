@@ -5,9 +5,6 @@ package apply
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -15,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
@@ -121,16 +117,16 @@ func sameNamespace(objs []*unstructured.Unstructured, ns string) bool {
 }
 
 // liveVersion identifies the state of an object that an apply could change. For
-// objects with a generation it is the generation and metadata, so a status update (a
-// Deployment's replicas, a CRD's conditions) does not count as drift; for the others
-// it is the resourceVersion.
+// objects with a generation it is the generation, so neither a status update (a
+// Deployment's replicas, a CRD's conditions) nor metadata others add (the Deployment
+// controller's revision annotation) counts as drift; the operator's own labels and
+// annotations are compared on their own (upToDate). For the others it is the
+// resourceVersion.
 func liveVersion(obj metav1.Object) string {
 	if obj.GetGeneration() == 0 {
 		return "rv:" + obj.GetResourceVersion()
 	}
-	raw, _ := json.Marshal([]any{obj.GetLabels(), obj.GetAnnotations()}) // maps always marshal
-	sum := sha256.Sum256(raw)
-	return fmt.Sprintf("gen:%d:%s", obj.GetGeneration(), hex.EncodeToString(sum[:8]))
+	return fmt.Sprintf("gen:%d", obj.GetGeneration())
 }
 
 // Applier remembers the result of its last apply of each object, so a resync that finds
@@ -168,44 +164,42 @@ func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) str
 // object (an API reader or a Snapshot). Every object that needs a write is first
 // applied as a server-side dry run: when the cluster refuses any of them (admission,
 // validation, an object the operator does not own), nothing is written, so a cluster
-// is never left with half an istiod.
+// is never left with half an istiod. An object that is as this content would leave it
+// is not sent: see PlanEach for how that is told, also by an applier that remembers
+// nothing.
 func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
 	var res Result
 	var todo []pending
 	for _, obj := range objs {
 		gvk := obj.GetObjectKind().GroupVersionKind()
 		key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
-		raw, err := json.Marshal(obj)
+		u, err := unstructuredCopy(obj)
 		if err != nil {
 			return res, err
 		}
-		sum := sha256.Sum256(raw)
-		hash := hex.EncodeToString(sum[:])
+		hash, err := contentHash(u)
+		if err != nil {
+			return res, err
+		}
 
-		live := &metav1.PartialObjectMetadata{}
-		live.SetGroupVersionKind(gvk)
-		err = reader.Get(ctx, client.ObjectKeyFromObject(obj), live)
+		found := &metav1.PartialObjectMetadata{}
+		found.SetGroupVersionKind(gvk)
+		err = reader.Get(ctx, client.ObjectKeyFromObject(obj), found)
 		switch {
 		case apierrors.IsNotFound(err):
-			live = nil
+			found = nil
 		case err != nil:
 			return res, fmt.Errorf("reading %s %s: %w", gvk.Kind, obj.GetName(), err)
-		case live.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
+		case found.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
 			return res, &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 		}
-		if live != nil && a.remembered(key) == (applied{hash, liveVersion(live)}) {
+		// The same test as the mirror's: the applier's memory, or after a restart the
+		// hash annotation and who changed the object since.
+		if found != nil && a.upToDate(key, hash, u, found) {
 			res.Unchanged++
 			continue
 		}
-
-		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-		if err != nil {
-			return res, err
-		}
-		u := &unstructured.Unstructured{Object: content}
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-		unstructured.RemoveNestedField(u.Object, "status")
-		todo = append(todo, pending{key: key, hash: hash, obj: u, create: live == nil})
+		todo = append(todo, pending{key: key, hash: hash, obj: u, create: found == nil})
 	}
 	if err := confirmAbsent(ctx, live, own, todo); err != nil {
 		return res, err

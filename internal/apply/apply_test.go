@@ -76,3 +76,83 @@ func TestApplyNeverTakesOverForeignObjects(t *testing.T) {
 		t.Fatalf("created %d objects, want 2", res.Created)
 	}
 }
+
+// TestFreshApplierResendsNothingToIstiod: Apply, istiod's way (a reader and dry runs),
+// recognises objects it applied before a restart from their hash annotation, and still
+// restores one that someone changed since.
+func TestFreshApplierResendsNothingToIstiod(t *testing.T) {
+	c := newCountingCluster(t, nil)
+	ctx := context.Background()
+	objs := func() []client.Object {
+		var out []client.Object
+		for _, cm := range copiesNamed(5) {
+			out = append(out, cm)
+		}
+		return out
+	}
+	if res, err := New().Apply(ctx, "c2", c, nil, c, testOwnership, objs()); err != nil || res.Created != 5 {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	c.applies.Store(0)
+	restarted := New()
+	res, err := restarted.Apply(ctx, "c2", c, nil, c, testOwnership, objs())
+	if err != nil || res.Unchanged != 5 || c.applies.Load() != 0 {
+		t.Fatalf("a fresh applier: %+v, %v, %d applies (dry runs included); want all 5 unchanged and none sent", res, err, c.applies.Load())
+	}
+
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "copy-1"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["value"] = "edited"
+	if err := c.Update(ctx, cm, client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := New().Apply(ctx, "c2", c, nil, c, testOwnership, objs()); err != nil || res.Applied != 1 || res.Unchanged != 4 {
+		t.Fatalf("after an edit, a fresh applier: %+v, %v; want the edited object alone applied", res, err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "copy-1"}, cm); err != nil || cm.Data["value"] != "v1" {
+		t.Fatalf("the edited object was not restored: %v %v", cm.Data, err)
+	}
+}
+
+// TestMetadataOthersAddIsNotDrift: the Deployment controller annotates each rollout
+// (deployment.kubernetes.io/revision) without changing the generation; that is not a
+// reason to apply again, while a new generation or a lost label of the operator's is.
+func TestMetadataOthersAddIsNotDrift(t *testing.T) {
+	a := New()
+	want := copyNamed("istiod", "v1")
+	u, err := unstructuredCopy(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := contentHash(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func(generation int64, edit func(*metav1.PartialObjectMetadata)) *metav1.PartialObjectMetadata {
+		m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "istiod", Generation: generation,
+			Labels: map[string]string{}, Annotations: map[string]string{}}}
+		for k, v := range u.GetLabels() {
+			m.Labels[k] = v
+		}
+		for k, v := range u.GetAnnotations() {
+			m.Annotations[k] = v
+		}
+		if edit != nil {
+			edit(m)
+		}
+		return m
+	}
+	a.remember("k", applied{hash, liveVersion(live(3, nil))})
+	revised := func(m *metav1.PartialObjectMetadata) { m.Annotations["deployment.kubernetes.io/revision"] = "2" }
+	if !a.upToDate("k", hash, u, live(3, revised)) {
+		t.Error("an annotation the Deployment controller added counts as drift")
+	}
+	if a.upToDate("k", hash, u, live(4, revised)) {
+		t.Error("a new generation (someone changed the spec) is not drift")
+	}
+	if a.upToDate("k", hash, u, live(3, func(m *metav1.PartialObjectMetadata) { delete(m.Labels, "cluster") })) {
+		t.Error("a label of the operator's that was removed is not drift")
+	}
+}

@@ -21,7 +21,7 @@ import (
 // annotation itself left out). It makes an object that is already right recognisable
 // from a metadata-only List, also to an operator that just started and remembers
 // nothing, so a restart re-sends nothing.
-const HashAnnotation = "istio.alibabacloud.com/mirror-hash"
+const HashAnnotation = "istio.alibabacloud.com/applied-hash"
 
 // ObjectError is the failure of one object.
 type ObjectError struct {
