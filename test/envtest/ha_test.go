@@ -141,6 +141,7 @@ var _ = Describe("two replicas", Ordered, func() {
 		Expect(leaseHolder()).To(Equal(leader.identity))
 		killed := time.Now()
 		leader.kill()
+		Expect(leader.cmd.ProcessState.String()).To(Equal("signal: killed"), "the leader ran until it was killed")
 		// Requests the leader had on the link land or fail within a round trip or two;
 		// the survivor cannot act before the lease expires.
 		time.Sleep(time.Second)
