@@ -107,7 +107,8 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 		return keep, err
 	}
 	keep = append(keep, own...)
-	if err := r.serveValidation(ctx, w, st, rootCert); err != nil {
+	lostValidators, err := r.serveValidation(ctx, w, st, rootCert)
+	if err != nil {
 		return keep, err
 	}
 	restarted, err := r.restartGateways(ctx, w, st.SwitchToken())
@@ -132,8 +133,17 @@ func (r *ClusterReconciler) reconcileSwitch(ctx context.Context, w *clusterWork,
 	if st.Address != nil {
 		address = fmt.Sprintf("Service %s/istiod of Istio's remote profile (%s) leads to it", ns, describeAddress(st.Address))
 	}
-	w.set(v1beta1.ConditionSwitched, true, ReasonSwitched, "cluster %s is served by its own istiod since %s: %s%s; %s",
-		w.id, st.SwitchedAt.UTC().Format("2006-01-02T15:04:05Z"), address, injectionURLNote(st), gateways)
+	validation := ""
+	if len(lostValidators) > 0 {
+		// Injection still follows the switch, so the cluster is switched; validation by
+		// those webhooks is whatever their owner set up, and a person should know.
+		validation = fmt.Sprintf("; but %s since the switch, so it validates as its owner set it up, not with the local istiod",
+			strings.Join(lostValidators, "; "))
+		r.event(w, corev1.EventTypeWarning, ReasonValidatorReplaced, "cluster %s: %s since the switch; the operator gives back and keeps up only the validators it recorded",
+			w.id, strings.Join(lostValidators, "; "))
+	}
+	w.set(v1beta1.ConditionSwitched, true, ReasonSwitched, "cluster %s is served by its own istiod since %s: %s%s; %s%s",
+		w.id, st.SwitchedAt.UTC().Format("2006-01-02T15:04:05Z"), address, injectionURLNote(st), gateways, validation)
 	return keep, nil
 }
 

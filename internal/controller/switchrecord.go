@@ -30,6 +30,9 @@ const (
 	// ReasonInjectorReplaced: an injector the switch took over was deleted or
 	// re-created by its owner since.
 	ReasonInjectorReplaced = "InjectorReplaced"
+	// ReasonValidatorReplaced (an event): a validator the switch took over was deleted or
+	// re-created by its owner since; the cluster stays switched.
+	ReasonValidatorReplaced = "ValidatorReplaced"
 )
 
 // errSwitchRecordLost holds a removal that has nothing to give back from.

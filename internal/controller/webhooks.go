@@ -89,7 +89,7 @@ func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, 
 			return nil, nil, err
 		}
 		if !live {
-			lost = append(lost, describeLostInjector(rec, mwc))
+			lost = append(lost, describeLost("injector", rec, mwc.UID))
 			continue
 		}
 		if len(mwc.Webhooks) == 0 {
@@ -105,24 +105,28 @@ func (r *ClusterReconciler) serveInjection(ctx context.Context, w *clusterWork, 
 	return nil, lost, nil
 }
 
-// describeLostInjector says what became of a recorded injector that is not live: found
-// is what getRecorded read, empty when it is gone.
-func describeLostInjector(rec switching.WebhookConfigRecord, found *admissionv1.MutatingWebhookConfiguration) string {
-	if found.UID == "" {
-		return fmt.Sprintf("injector %s was deleted", rec.Name)
+// describeLost says what became of a recorded webhook configuration that is not live:
+// found is the UID getRecorded read, empty when it is gone.
+func describeLost(what string, rec switching.WebhookConfigRecord, found types.UID) string {
+	if found == "" {
+		return fmt.Sprintf("%s %s was deleted", what, rec.Name)
 	}
-	return fmt.Sprintf("injector %s was re-created by its owner (uid %s, recorded %s)", rec.Name, found.UID, rec.UID)
+	return fmt.Sprintf("%s %s was re-created by its owner (uid %s, recorded %s)", what, rec.Name, found, rec.UID)
 }
 
 // serveValidation points the mesh control plane's validation webhooks at the local
-// istiod, which from now on is the one that reads the cluster's Istio configuration.
-func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork, st *switching.State, rootCert []byte) error {
+// istiod, which from now on is the one that reads the cluster's Istio configuration. It
+// says which recorded validators are no longer the ones recorded: those call whatever
+// their owner made them call, usually the mesh control plane across the link.
+func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork, st *switching.State, rootCert []byte) (lost []string, err error) {
 	for _, rec := range st.Validators {
 		vwc := &admissionv1.ValidatingWebhookConfiguration{}
-		if live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, vwc); err != nil || !live {
-			if err != nil {
-				return err
-			}
+		live, err := getRecorded(ctx, w.remote.GetAPIReader(), rec.Name, rec.UID, vwc)
+		if err != nil {
+			return nil, err
+		}
+		if !live {
+			lost = append(lost, describeLost("validator", rec, vwc.UID))
 			continue
 		}
 		if len(vwc.Webhooks) == 0 {
@@ -130,12 +134,12 @@ func (r *ClusterReconciler) serveValidation(ctx context.Context, w *clusterWork,
 		}
 		if switching.PointValidatorAtLocal(vwc, r.Settings.Namespace, caOr(rootCert, vwc.Webhooks[0].ClientConfig.CABundle)) {
 			if err := w.remote.GetClient().Update(ctx, vwc); err != nil {
-				return fmt.Errorf("pointing validator %s at the local istiod: %w", vwc.Name, err)
+				return nil, fmt.Errorf("pointing validator %s at the local istiod: %w", vwc.Name, err)
 			}
 			r.event(w, corev1.EventTypeNormal, ReasonSwitched, "validator %s in cluster %s now calls the local istiod", vwc.Name, w.id)
 		}
 	}
-	return nil
+	return lost, nil
 }
 
 // giveBackWebhooks returns the recorded injectors, then the validators, to the mesh

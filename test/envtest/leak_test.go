@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -79,7 +80,10 @@ func expectNoLeaks() {
 	Expect(places["logs"]).NotTo(BeEmpty(), "no logs were captured")
 	secretsMu.Lock()
 	defer secretsMu.Unlock()
-	Expect(len(secretValues)).To(BeNumerically(">", 6), "the suite recorded too few secrets to prove anything")
+	if suite, _ := GinkgoConfiguration(); len(suite.FocusStrings)+len(suite.FocusFiles) == 0 && suite.LabelFilter == "" {
+		// Only the whole suite is sure to record many: a focused run may record few.
+		Expect(len(secretValues)).To(BeNumerically(">", 6), "the suite recorded too few secrets to prove anything")
+	}
 	for where, text := range places {
 		for _, secret := range secretValues {
 			Expect(strings.Contains(text, secret)).To(BeFalse(), "secret material leaked into %s", where)

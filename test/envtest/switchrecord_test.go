@@ -269,7 +269,10 @@ var _ = Describe("the switch record and the removal of far clusters", Ordered, f
 		rc.expectAsBefore()
 	})
 
-	It("reports an injector its owner re-created while the cluster is switched, and leaves it as they made it", func() {
+	It("reports an injector or validator its owner re-created while the cluster is switched, and leaves it as they made it", func() {
+		validator := &admissionv1.ValidatingWebhookConfiguration{}
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Name: "istiod-default-validator"}, validator)).To(Succeed())
+		originalValidator := validator.Webhooks
 		switchCluster2()
 		Expect(rc.meshInjectors()).NotTo(Equal(before))
 		// The owner re-installs the injector as the remote profile has it.
@@ -280,6 +283,18 @@ var _ = Describe("the switch record and the removal of far clusters", Ordered, f
 		Expect(json.Unmarshal([]byte(webhooks), &original)).To(Succeed())
 		recreated := &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: live.Name, Labels: live.Labels,
 			Annotations: live.Annotations}, Webhooks: original}
+		By("first a validator re-created by its owner: named, and the cluster stays switched")
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Name: validator.Name}, validator)).To(Succeed())
+		recreatedValidator := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validator.Name,
+			Labels: validator.Labels, Annotations: validator.Annotations}, Webhooks: originalValidator}
+		Expect(rc.client.Delete(ctx(), validator)).To(Succeed())
+		Expect(rc.client.Create(ctx(), recreatedValidator)).To(Succeed())
+		resync("validator re-created")
+		Eventually(func() string { return clusterConditionMessage("cluster-2", v1beta1.ConditionSwitched) }).
+			Should(ContainSubstring("validator istiod-default-validator was re-created by its owner"))
+		Expect(clusterCondition("cluster-2", v1beta1.ConditionSwitched)).To(Equal("True/" + controller.ReasonSwitched))
+		Eventually(eventReasons).Should(ContainElement(controller.ReasonValidatorReplaced))
+
 		Expect(rc.client.Delete(ctx(), live)).To(Succeed())
 		Expect(rc.client.Create(ctx(), recreated)).To(Succeed())
 		resync("injector re-created")
@@ -298,6 +313,11 @@ var _ = Describe("the switch record and the removal of far clusters", Ordered, f
 		Expect(live.UID).To(Equal(recreated.UID))
 		Expect(live.Webhooks).To(Equal(recreated.Webhooks))
 		rc.initial[key] = rc.inventory()[key] // the owner's injector is the cluster's from now on
+		key = "ValidatingWebhookConfiguration//istiod-default-validator"
+		rc.initial[key] = rc.inventory()[key] // so is the validator
+		Expect(rc.client.Get(ctx(), types.NamespacedName{Name: validator.Name}, validator)).To(Succeed())
+		Expect(validator.UID).To(Equal(recreatedValidator.UID))
+		Expect(validator.Webhooks).To(Equal(recreatedValidator.Webhooks))
 		rc.expectAsBefore()
 	})
 })
