@@ -81,6 +81,11 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 				q.Add(requestFor(e.Object))
 			},
 		}))
+	meshCA, err := r.watchMeshCA(mgr.GetLocalManager())
+	if err != nil {
+		return err
+	}
+	b = b.WatchesRawSource(meshCA)
 	r.watches = newKindWatches()
 	b = b.WatchesRawSource(source.TypedChannel(r.watches.events, handler.TypedFuncs[string, mcreconcile.Request]{
 		GenericFunc: func(ctx context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {

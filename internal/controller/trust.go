@@ -11,7 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
@@ -123,4 +128,24 @@ func fingerprintOf(cert []byte) string {
 	}
 	sum := sha256.Sum256(cert)
 	return hex.EncodeToString(sum[:8])
+}
+
+// watchMeshCA watches the mesh cluster's cacerts alone, with a cache of its own: the
+// mesh cache holds only remote secrets, and a rotated mesh CA should reach every
+// cluster at once, not at its next resync.
+func (r *ClusterReconciler) watchMeshCA(local manager.Manager) (source.TypedSource[mcreconcile.Request], error) {
+	c, err := cache.New(local.GetConfig(), cache.Options{
+		Scheme: local.GetScheme(), HTTPClient: local.GetHTTPClient(), Mapper: local.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{r.Settings.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", cacertsName),
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := local.Add(c); err != nil {
+		return nil, err
+	}
+	return source.TypedKind[client.Object, mcreconcile.Request](c, &corev1.Secret{}, r.everyClusterOnMeshSettings("", nil)), nil
 }
