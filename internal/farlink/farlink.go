@@ -41,6 +41,9 @@ func (m Mode) String() string {
 type Stats struct {
 	// Connections accepted.
 	Connections int64
+	// Open is how many of them are open now: with Connections, a window's count of
+	// connections that crossed the link is Open at its start plus those accepted in it.
+	Open int64
 	// BytesToServer and BytesToClient forwarded.
 	BytesToServer, BytesToClient int64
 }
@@ -60,7 +63,7 @@ type Link struct {
 	wake     chan struct{} // closed and replaced whenever the mode changes
 	closed   bool
 
-	connections, toServer, toClient atomic.Int64
+	connections, open, toServer, toClient atomic.Int64
 	wg                              sync.WaitGroup
 }
 
@@ -96,7 +99,7 @@ func (l *Link) Addr() string { return l.addr }
 
 // Stats returns the counters.
 func (l *Link) Stats() Stats {
-	return Stats{Connections: l.connections.Load(), BytesToServer: l.toServer.Load(), BytesToClient: l.toClient.Load()}
+	return Stats{Connections: l.connections.Load(), Open: l.open.Load(), BytesToServer: l.toServer.Load(), BytesToClient: l.toClient.Load()}
 }
 
 // SetLatency sets the round-trip time the link adds (half in each direction).
@@ -190,6 +193,7 @@ func (l *Link) serve(ln net.Listener) {
 			_ = c.Close()
 			continue
 		}
+		l.open.Add(1)
 		l.wg.Add(1)
 		go l.handle(c)
 	}
@@ -216,6 +220,7 @@ func (l *Link) untrack(cs ...net.Conn) {
 
 func (l *Link) handle(client net.Conn) {
 	defer l.wg.Done()
+	defer l.open.Add(-1)
 	// A hung link dials nothing until it is up again: a server behind a link that
 	// drops packets never sees the connection.
 	if !l.waitUp() {

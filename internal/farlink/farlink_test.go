@@ -150,3 +150,30 @@ func TestBandwidthLimitsTransfer(t *testing.T) {
 		t.Fatalf("1 MiB over a 8 Mibit/s link took %s", took)
 	}
 }
+
+// Feature: Open counts the connections open across the link now, so that a window can
+// count the long-lived ones it did not see being accepted. Fails if a connection is not
+// counted while open or is still counted after it closed.
+func TestOpenCountsConnectionsUntilTheyClose(t *testing.T) {
+	l, _ := start(t, server(t))
+	c, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOpen := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for l.Stats().Open != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Open is %d, not %d: %+v", l.Stats().Open, want, l.Stats())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitOpen(1)
+	_ = c.Close()
+	waitOpen(0)
+	if st := l.Stats(); st.Connections != 1 {
+		t.Fatalf("Connections is %d after one connection", st.Connections)
+	}
+}
