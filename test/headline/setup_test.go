@@ -314,6 +314,9 @@ func (b *bench) switchCluster(t *testing.T) {
 		if t.Failed() {
 			t.Logf("the operator's log:\n%s", tail(string(b.operatorLog.Contents()), 100))
 		}
+		if dir := os.Getenv("TESTKUBELET_DIR"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, "operator.log"), b.operatorLog.Contents(), 0o644)
+		}
 	})
 	create(t, b.mesh, &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 		Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
