@@ -64,7 +64,7 @@ type Link struct {
 	closed   bool
 
 	connections, open, toServer, toClient atomic.Int64
-	wg                              sync.WaitGroup
+	wg                                    sync.WaitGroup
 }
 
 // Start listens on a free loopback port and forwards to target (host:port).

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
@@ -34,8 +34,8 @@ import (
 type sample struct {
 	// Across the link in all (both farlinks): connections and bytes, during the sync
 	// of the sidecars and during the stream of changes after it.
-	conns                 int64
-	syncBytes, changeByte int64
+	conns                  int64
+	syncBytes, changeBytes int64
 	// By link: the sidecars' xDS link and the API link (the mesh istiod's discovery of
 	// the cluster, and the operator).
 	xdsConns, xdsBytes, apiConns, apiBytes int64
@@ -45,7 +45,7 @@ type sample struct {
 	pushes                                 int64 // median responses per sidecar during the changes
 }
 
-func (s sample) bytes() int64 { return s.syncBytes + s.changeByte }
+func (s sample) bytes() int64 { return s.syncBytes + s.changeBytes }
 
 type settings struct {
 	ps     []int
@@ -122,7 +122,7 @@ func TestHeadline(t *testing.T) {
 			if m.xdsConns != 0 || m.xdsBytes != 0 {
 				t.Errorf("after, P=%d: the sidecars crossed the link: %d connections, %d bytes", p, m.xdsConns, m.xdsBytes)
 			}
-			if m.changeByte == 0 {
+			if m.changeBytes == 0 {
 				t.Errorf("after, P=%d: nothing crossed the link during %d changes", p, m.changes)
 			}
 			after[p] = append(after[p], m)
@@ -192,7 +192,7 @@ func (b *bench) window(t *testing.T, addr string, p int, length time.Duration) s
 	m.apiConns, m.apiBytes = crossed(start[1], end[1])
 	m.conns = m.xdsConns + m.apiConns
 	m.syncBytes = bytesBetween(start, synced)
-	m.changeByte = bytesBetween(synced, end)
+	m.changeBytes = bytesBetween(synced, end)
 	return m
 }
 

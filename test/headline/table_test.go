@@ -89,7 +89,7 @@ func tables(s settings, before, after map[int][]sample) string {
 		med := func(ss []sample, f func(sample) int64) int64 { return medianOf(ss, f) }
 		xds := func(m sample) int64 { return m.xdsBytes }
 		api := func(m sample) int64 { return m.apiBytes }
-		chg := func(m sample) int64 { return m.changeByte }
+		chg := func(m sample) int64 { return m.changeBytes }
 		syn := func(m sample) int64 { return int64(m.sync) }
 		push := func(m sample) int64 { return m.pushes }
 		fmt.Fprintf(&w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %d / %d |\n", p,
