@@ -274,7 +274,7 @@ func (b *bench) startIstiod(t *testing.T, cfg *rest.Config, which string) *testk
 func (b *bench) waitRegistry(t *testing.T, kl *testkubelet.Kubelet, what string) {
 	eventually(t, 3*time.Minute, what+" ready with svc-0 of "+clusterID, func() error {
 		if !kl.Ready() {
-			return fmt.Errorf("not ready: %v", kl.Err())
+			return fmt.Errorf("not ready: %w", kl.Err())
 		}
 		addrs, _ := kl.Addresses()
 		body, err := get("http://" + addrs.HTTP + "/debug/registryz")
