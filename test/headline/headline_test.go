@@ -9,7 +9,7 @@
 //
 //	HEADLINE=1 go test ./test/headline -run TestHeadline -v -timeout 30m
 //
-// HEADLINE_P (default 10,100,1000), HEADLINE_RUNS (3), HEADLINE_WINDOW (20s) and
+// HEADLINE_P (default 10,100,1000), HEADLINE_RUNS (3), HEADLINE_WINDOW (15s) and
 // HEADLINE_OUT (a Markdown file whose results section is rewritten) tune it.
 package headline
 
@@ -55,7 +55,7 @@ type settings struct {
 }
 
 func settingsFromEnv(t *testing.T) settings {
-	s := settings{ps: []int{10, 100, 1000}, runs: 3, window: 20 * time.Second, out: os.Getenv("HEADLINE_OUT")}
+	s := settings{ps: []int{10, 100, 1000}, runs: 3, window: 15 * time.Second, out: os.Getenv("HEADLINE_OUT")}
 	if v := os.Getenv("HEADLINE_P"); v != "" {
 		s.ps = nil
 		for _, f := range strings.Split(v, ",") {
