@@ -171,6 +171,7 @@ func (b *bench) window(t *testing.T, addr string, p int, length time.Duration) s
 	synced := stats(links)
 	atSync := f.responses()
 	m.changes = b.changes(t, length)
+	settle(f, links)
 	end := stats(links)
 	atEnd := f.responses()
 	m.streams = f.streams()
@@ -194,6 +195,31 @@ func (b *bench) window(t *testing.T, addr string, p int, length time.Duration) s
 	m.syncBytes = bytesBetween(start, synced)
 	m.changeBytes = bytesBetween(synced, end)
 	return m
+}
+
+// settle waits until the last changes have crossed: nothing moved on the links and no
+// sidecar got a response for a second (at most 30 s). Without it a window's last
+// pushes, or the operator's last mirror passes, would be counted in the next window.
+func settle(f *fleet, links []*farlink.Link) {
+	total := func() int64 {
+		var n int64
+		for _, s := range stats(links) {
+			n += s.BytesToServer + s.BytesToClient
+		}
+		for _, r := range f.responses() {
+			n += r
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for prev := total(); time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		now := total()
+		if now == prev {
+			return
+		}
+		prev = now
+	}
 }
 
 func stats(links []*farlink.Link) []farlink.Stats {
