@@ -171,6 +171,9 @@ func (b *bench) window(t *testing.T, addr string, p int, length time.Duration) s
 	synced := stats(links)
 	atSync := f.responses()
 	m.changes = b.changes(t, length)
+	if b.localIstiod != nil {
+		b.waitMirrored(t)
+	}
 	settle(f, links)
 	end := stats(links)
 	atEnd := f.responses()
@@ -246,20 +249,46 @@ func bytesBetween(from, to []farlink.Stats) int64 {
 	return n
 }
 
+// waitMirrored waits until the operator has copied the last change into the cluster.
+func (b *bench) waitMirrored(t *testing.T) {
+	changeMu.Lock()
+	c := changeCount
+	changeMu.Unlock()
+	want := virtualService(c%services, c)
+	eventually(t, time.Minute, "change "+fmt.Sprint(c)+" mirrored", func() error {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("networking.istio.io/v1")
+		u.SetKind("VirtualService")
+		if err := b.data.Get(ctx(), client.ObjectKeyFromObject(want), u); err != nil {
+			return err
+		}
+		routes, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+		if len(routes) == 1 {
+			if r, ok := routes[0].(map[string]any); ok {
+				if v, _, _ := unstructured.NestedString(r, "headers", "request", "set", "x-change"); v == fmt.Sprint(c) {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("the copy's routes are %v", routes)
+	})
+}
+
 // changeCount numbers the changes across windows, so each one is new.
 var (
 	changeMu    sync.Mutex
 	changeCount int
 )
 
-// changes changes one VirtualService of the mesh a second, round robin, for length,
-// and returns how many it made.
+// changes makes one change of a VirtualService of the mesh a second, round robin, one
+// for every second of length, and returns how many it made. The count is fixed, not the
+// time: on a loaded machine a slow write stretches the window rather than dropping a
+// change, so that windows compare.
 func (b *bench) changes(t *testing.T, length time.Duration) int {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	deadline := time.Now().Add(length)
 	n := 0
-	for time.Now().Before(deadline) {
+	for range int(length / time.Second) {
 		changeMu.Lock()
 		changeCount++
 		c := changeCount

@@ -67,8 +67,8 @@ func ratio(a, b int64) string {
 // tables prints the two tables of the figure as Markdown.
 func tables(s settings, before, after map[int][]sample) string {
 	var w strings.Builder
-	fmt.Fprintf(&w, "Each cell is the median of %d runs (min–max); a run is the sync of P sidecars and then %s of "+
-		"changes, one VirtualService changed a second. Ratios are of the medians, before over after.\n\n", s.runs, s.window)
+	fmt.Fprintf(&w, "Each cell is the median of %d runs (min–max); a run is the sync of P sidecars and then %d "+
+		"changes of a VirtualService, one a second. Ratios are of the medians, before over after.\n\n", s.runs, int(s.window/time.Second))
 	w.WriteString("| P | connections before | connections after | ratio | bytes before | bytes after | ratio |\n")
 	w.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
 	conns := func(m sample) int64 { return m.conns }
