@@ -256,6 +256,10 @@ const (
 	// count towards Ready: a peer that cannot be reached costs discovery of that peer,
 	// not this cluster's control plane.
 	ConditionMutualAccess = "MutualAccess"
+	// ConditionTrustDomainChanged is True, for the generation that did it, when the trust
+	// domain of a switched cluster's istiod changed: every workload identity there
+	// changes as its sidecars get new certificates. A warning, not part of Ready.
+	ConditionTrustDomainChanged = "TrustDomainChanged"
 )
 
 // ClusterStatus is how far the operator got in one data-plane cluster: its conditions,
@@ -299,6 +303,13 @@ type ClusterStatus struct {
 	// changes: a spec edit, a new Istio version, a renewed intermediate CA.
 	// +optional
 	AppliedHash string `json:"appliedHash,omitempty"`
+
+	// trustDomain is the trust domain in the mesh config last applied to the cluster's
+	// istiod (spec.trustDomain, else the mesh control plane's): the one its workload
+	// certificates name. A change while the cluster is switched changes every workload
+	// identity there at once; the operator warns (TrustDomainChanged) but goes ahead.
+	// +optional
+	TrustDomain string `json:"trustDomain,omitempty"`
 
 	// mirroredObjects is the number of Istio configuration objects (VirtualServices,
 	// DestinationRules, AuthorizationPolicies and the like) of the mesh cluster that are

@@ -94,6 +94,9 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 	}
 	_, wanted := mc.Spec.ExternalIstiodConfigurations[id]
 	if !wanted || mc.DeletionTimestamp != nil {
+		if prev := clusterStatus(mc, id); prev != nil && refusedReason(prev) != "" {
+			return ctrl.Result{}, r.forgetRefused(ctx, w, refusedReason(prev))
+		}
 		return r.reconcileRemoval(ctx, w)
 	}
 	result, err := r.reconcileInstall(ctx, w)
@@ -123,6 +126,9 @@ func (r *ClusterReconciler) setReady(w *clusterWork) {
 // connect finds the cluster's client and proves its API server answers.
 func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
 	ns := r.Settings.Namespace
+	if refused, err := r.refuseMeshID(ctx, w); refused || err != nil {
+		return ctrl.Result{RequeueAfter: time.Minute}, err
+	}
 	state, found, err := r.Clusters.Lookup(ctx, w.id)
 	switch {
 	case err != nil:
@@ -150,6 +156,10 @@ func (r *ClusterReconciler) connect(ctx context.Context, w *clusterWork) (ctrl.R
 	err = w.remote.GetAPIReader().Get(probeCtx, types.NamespacedName{Name: ns}, &metav1.PartialObjectMetadata{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}})
 	if err == nil || apierrors.IsNotFound(err) {
+		if refused, err := r.refuseIdentity(ctx, w, state); refused || err != nil {
+			w.remote = nil // nothing is done in a refused cluster
+			return ctrl.Result{RequeueAfter: refusedRetry(w)}, err
+		}
 		if !meta.IsStatusConditionTrue(w.status.Conditions, v1beta1.ConditionConnected) {
 			r.event(w, corev1.EventTypeNormal, ReasonConnected, "connected to cluster %s through remote secret %s", w.id, state.Secret)
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 )
 
 // Finalizer holds an ASMMeshConfig until every cluster is clean: owner references
@@ -25,6 +27,10 @@ const Finalizer = "istio.alibabacloud.com/remote-istiod-cleanup"
 // done by ClusterReconciler.
 type MeshConfigReconciler struct {
 	Client client.Client
+	// Clusters is told which clusters the operator needs (needs.go).
+	Clusters *remotecluster.Provider
+	// Namespace is the control plane namespace, where switch record copies are.
+	Namespace string
 }
 
 // +kubebuilder:rbac:groups=istio.alibabacloud.com,resources=asmmeshconfigs,verbs=get;list;watch;update;patch
@@ -38,10 +44,16 @@ type MeshConfigReconciler struct {
 func (r *MeshConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	mc := &v1beta1.ASMMeshConfig{}
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
+		if apierrors.IsNotFound(err) && req.Name == v1beta1.DefaultName {
+			return ctrl.Result{}, r.updateNeeds(ctx, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if mc.Name != v1beta1.DefaultName {
 		return ctrl.Result{}, r.writeStatus(ctx, mc, ignoredStatus(mc))
+	}
+	if err := r.updateNeeds(ctx, mc); err != nil {
+		return ctrl.Result{}, err
 	}
 	if mc.DeletionTimestamp != nil {
 		if len(mc.Status.Clusters) > 0 {

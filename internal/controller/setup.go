@@ -54,7 +54,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 	if err := ctrl.NewControllerManagedBy(mgr.GetLocalManager()).
 		Named("asmmeshconfig").
 		For(&v1beta1.ASMMeshConfig{}).
-		Complete(&MeshConfigReconciler{Client: mgr.GetLocalManager().GetClient()}); err != nil {
+		Complete(&MeshConfigReconciler{Client: mgr.GetLocalManager().GetClient(), Clusters: r.Clusters, Namespace: r.Settings.Namespace}); err != nil {
 		return err
 	}
 
@@ -77,8 +77,13 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		Watches(&corev1.ConfigMap{}, r.everyClusterOnMeshSettings, append(meshOnly, mcbuilder.WithPredicates(r.meshSettingsChanged()))...).
 		Watches(&appsv1.Deployment{}, r.everyClusterOnMeshSettings, append(meshOnly, mcbuilder.WithPredicates(r.meshSettingsChanged()))...).
 		WatchesRawSource(source.TypedChannel(r.Clusters.Changes(), handler.TypedFuncs[string, mcreconcile.Request]{
-			GenericFunc: func(_ context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			GenericFunc: func(ctx context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
 				q.Add(requestFor(e.Object))
+				// A peer connected or gone changes what mutual access gives out: peers
+				// are connected only once an entry asks for them, after its reconcile.
+				for _, req := range r.mutualAccessEntries(ctx, e.Object) {
+					enqueueFanOut(q, req)
+				}
 			},
 		}))
 	meshCA, err := r.watchMeshCA(mgr.GetLocalManager())
@@ -163,6 +168,22 @@ func (r *ClusterReconciler) entries(ctx context.Context) []mcreconcile.Request {
 	var reqs []mcreconcile.Request
 	for id := range mc.Spec.ExternalIstiodConfigurations {
 		reqs = append(reqs, requestFor(id))
+	}
+	return reqs
+}
+
+// mutualAccessEntries are requests for every other cluster whose entry has mutual
+// access.
+func (r *ClusterReconciler) mutualAccessEntries(ctx context.Context, except string) []mcreconcile.Request {
+	mc := &v1beta1.ASMMeshConfig{}
+	if err := r.Local.Get(ctx, client.ObjectKey{Name: v1beta1.DefaultName}, mc); err != nil {
+		return nil
+	}
+	var reqs []mcreconcile.Request
+	for id, e := range mc.Spec.ExternalIstiodConfigurations {
+		if e.MutualAccess && id != except {
+			reqs = append(reqs, requestFor(id))
+		}
 	}
 	return reqs
 }

@@ -49,6 +49,7 @@ var stalledReasons = map[string]bool{
 	ReasonRenderFailed: true, ReasonNotOwned: true, ReasonApplyRejected: true, ReasonConflictingSettings: true,
 	ReasonNoMeshCA: true, ReasonInvalidMeshCA: true, ReasonNoTemplateSource: true, ReasonCopiesRefused: true,
 	ReasonLeftBehind: true, ReasonSwitchRecordLost: true, ReasonInjectorReplaced: true,
+	ReasonMeshClusterEntry: true, ReasonDuplicateCluster: true,
 }
 
 // statusManager is the field manager of the aggregated status; every cluster's entry

@@ -57,7 +57,25 @@ type State struct {
 	// ConnectError is why the provider could not connect to the cluster yet; it keeps
 	// retrying with capped backoff (at most a minute apart).
 	ConnectError error
+	// Idle is set when a remote secret provides the cluster ID but nothing needs the
+	// cluster (SetNeeds), so the provider does not connect to it.
+	Idle bool
+	// UID identifies the API server the cluster's client reaches: the UID of its
+	// kube-system Namespace, read once per connection; empty when it cannot be read.
+	UID string
 }
+
+// Needs are the clusters the operator works on and so connects to: the others that
+// remote secrets provide are listed, never dialled.
+type Needs struct {
+	// IDs are needed cluster IDs (entries, clusters still being removed).
+	IDs map[string]bool
+	// All makes every cluster of a remote secret needed (mutual access: a peer is
+	// every other cluster of the mesh).
+	All bool
+}
+
+func (n Needs) has(id string) bool { return n.All || n.IDs[id] }
 
 type remote struct {
 	secret     types.NamespacedName
@@ -69,8 +87,11 @@ type remote struct {
 	connectErr error
 	// reauthenticated is set once the client was rebuilt for a 401.
 	reauthenticated bool
-	cluster         cluster.Cluster
-	cancel          context.CancelFunc
+	// idle: listed from its secret, not connected, as nothing needs it.
+	idle    bool
+	uid     string
+	cluster cluster.Cluster
+	cancel  context.CancelFunc
 }
 
 // Provider engages one cluster per data key of every remote secret. It implements
@@ -88,6 +109,12 @@ type Provider struct {
 	mu       sync.RWMutex
 	clusters map[string]*remote
 	indexers []func(context.Context, cluster.Cluster) error
+	// needs says which clusters to connect to; nothing until SetNeeds is first called.
+	needs Needs
+	// meshUID is the mesh cluster's kube-system Namespace UID once read ("" when the
+	// operator may not read it).
+	meshUID     string
+	meshUIDRead bool
 }
 
 var _ multicluster.Provider = &Provider{}
@@ -125,7 +152,7 @@ func (p *Provider) Lookup(ctx context.Context, id string) (State, bool, error) {
 	if ok {
 		p.mu.RLock()
 		defer p.mu.RUnlock()
-		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem, ConnectError: r.connectErr,
+		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem, ConnectError: r.connectErr, Idle: r.idle, UID: r.uid,
 			Connecting: r.cluster == nil && r.problem == "" && r.connectErr == nil}, true, nil
 	}
 	secrets := &corev1.SecretList{}
@@ -249,23 +276,38 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 
 	p.mu.RLock()
 	existing, found := p.clusters[id]
+	needed := p.needs.has(id)
 	p.mu.RUnlock()
 	if found && existing.secret != secret {
 		// Two secrets claim one cluster ID; the first one keeps it, as with Istio.
 		log.Info("cluster ID is provided by more than one remote secret; keeping the first", "kept", existing.secret.Name)
 		return
 	}
-	if found && existing.hash == hash {
+	if found && existing.hash == hash && existing.idle == !needed {
 		return
 	}
 	if found {
-		log.Info("kubeconfig changed; rebuilding the cluster client")
+		switch {
+		case existing.hash != hash:
+			log.Info("kubeconfig changed; rebuilding the cluster client")
+		case needed:
+			log.Info("cluster is needed; connecting")
+		default:
+			log.Info("cluster is no longer needed; disconnecting")
+		}
 		p.remove(ctx, id)
 	}
 
-	next := &remote{secret: secret, hash: hash, kubeconfig: kubeconfig}
+	next := &remote{secret: secret, hash: hash, kubeconfig: kubeconfig, idle: !needed}
 	if found {
 		next.reauthenticated = existing.reauthenticated && existing.hash == hash
+	}
+	if !needed {
+		// Listed, so that status can tell "no remote secret" from this, but no client,
+		// no cache and no request: a remote secret can make the operator dial nothing
+		// until an entry names its cluster ID.
+		p.store(id, next)
+		return
 	}
 	restCfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.Kubeconfigs)
 	if err != nil {
@@ -295,9 +337,10 @@ const (
 func (p *Provider) connect(ctx context.Context, log logr.Logger, id string, next *remote, restCfg *rest.Config) {
 	delay := firstRetry
 	var cl cluster.Cluster
+	var uid string
 	for {
 		var err error
-		if cl, err = cluster.New(restCfg, p.opts.ClusterOptions...); err == nil {
+		if cl, uid, err = p.dial(ctx, restCfg); err == nil {
 			break
 		}
 		first := p.setConnectError(id, next, err)
@@ -315,7 +358,7 @@ func (p *Provider) connect(ctx context.Context, log logr.Logger, id string, next
 	if err := p.runIndexers(ctx, cl); err != nil {
 		log.Error(err, "indexing remote cluster")
 	}
-	if !p.setCluster(id, next, cl) {
+	if !p.setCluster(id, next, cl, uid) {
 		return // replaced or removed meanwhile
 	}
 	go func() {
@@ -350,13 +393,13 @@ func (p *Provider) setConnectError(id string, r *remote, err error) bool {
 	return news
 }
 
-func (p *Provider) setCluster(id string, r *remote, cl cluster.Cluster) bool {
+func (p *Provider) setCluster(id string, r *remote, cl cluster.Cluster, uid string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.clusters[id] != r {
 		return false
 	}
-	r.cluster, r.connectErr = cl, nil
+	r.cluster, r.connectErr, r.uid = cl, nil, uid
 	return true
 }
 
@@ -367,7 +410,7 @@ func (p *Provider) setCluster(id string, r *remote, cl cluster.Cluster) bool {
 func (p *Provider) Reauthenticate(ctx context.Context, id string) bool {
 	p.mu.Lock()
 	r, ok := p.clusters[id]
-	if !ok || r.reauthenticated || r.cluster == nil {
+	if !ok || r.reauthenticated || r.cluster == nil || r.idle {
 		p.mu.Unlock()
 		return false
 	}
