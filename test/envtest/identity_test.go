@@ -68,7 +68,9 @@ var _ = Describe("which clusters the operator connects to, and which it refuses"
 		meshAlias = "mesh-alias"
 	)
 	var rc *remoteCluster
-	condition := func(cluster, typ string) func() string { return func() string { return clusterCondition(cluster, typ) } }
+	condition := func(cluster, typ string) func() string {
+		return func() string { return clusterCondition(cluster, typ) }
+	}
 	var secrets []string
 
 	BeforeAll(func() {
