@@ -248,3 +248,40 @@ func setIf(m map[string]any, k, v string) {
 		m[k] = v
 	}
 }
+
+// TestAdmissionRefuses checks, in-process, that the rules the fuzz targets exercise are
+// there: each bad spec is refused, naming its field, with the message saying what to do.
+func TestAdmissionRefuses(t *testing.T) {
+	a := loadAdmission(t)
+	entry := func(e map[string]any) map[string]any {
+		return map[string]any{"externalIstiodConfigurations": map[string]any{"cluster-2": e}}
+	}
+	for _, c := range []struct {
+		spec          map[string]any
+		field, output string
+	}{
+		{map[string]any{"externalIstiodConfigurations": map[string]any{"cluster_2!": map[string]any{}}}, "spec.externalIstiodConfigurations", "must be valid label values"},
+		{entry(map[string]any{"replicas": 0}), "spec.externalIstiodConfigurations.cluster-2.replicas", "should be greater than or equal to 1"},
+		{map[string]any{"version": "1.21.4"}, "spec", "set 1.22.0 or newer"},
+		{map[string]any{"version": "latest"}, "spec.version", "must be an Istio release such as 1.24.3"},
+		{map[string]any{"hub": "docker.io/istio/"}, "spec.hub", "must be an image registry path"},
+		{map[string]any{"trustDomain": "Cluster.Local"}, "spec.trustDomain", "must be a lower-case DNS name"},
+		{entry(map[string]any{"network": "net work"}), "spec.externalIstiodConfigurations[cluster-2].network", "network must be a valid label value"},
+		{map[string]any{"useDataPlaneKubeAPIForIstioResources": true, "externalIstiodConfigurations": map[string]any{"cluster-2": map[string]any{}}},
+			"spec", "set useDataPlaneKubeAPIForIstioResources to false first"},
+	} {
+		errs := a.validate(object(c.spec))
+		found := false
+		for _, err := range errs {
+			if err.Field == c.field && strings.Contains(err.Error(), c.output) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%v: want a refusal of %s saying %q, got %v", c.spec, c.field, c.output, errs)
+		}
+	}
+	if errs := a.validate(object(entry(map[string]any{"replicas": 2}))); len(errs) > 0 {
+		t.Errorf("a valid spec is refused: %v", errs)
+	}
+}

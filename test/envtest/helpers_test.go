@@ -246,8 +246,8 @@ func clusterMetrics(id string) map[string]float64 {
 	return seriesOf(id, func(name string) bool { return !connectionMetrics[name] })
 }
 
-// connectionMetrics follow the operator's client for a cluster, which lives as long as
-// a remote secret provides the cluster, entry or not.
+// connectionMetrics follow the operator's client for a cluster, which lives while the
+// operator needs the cluster (an entry, a removal, or a peer of mutual access).
 var connectionMetrics = map[string]bool{"remote_requests_total": true}
 
 // requestMetrics returns the connection series of a cluster, as clusterMetrics does.

@@ -38,23 +38,15 @@ func labelledFor(c client.Client, id string) []string {
 }
 
 // setEntries replaces the ASMMeshConfig's entries, creating it when there is none.
-func setEntries(entries map[string]v1beta1.ExternalIstiodConfiguration, edit ...func(*v1beta1.ASMMeshConfig)) {
+func setEntries(entries map[string]v1beta1.ExternalIstiodConfiguration) {
 	mc := &v1beta1.ASMMeshConfig{}
 	if err := mesh.Get(ctx(), types.NamespacedName{Name: v1beta1.DefaultName}, mc); apierrors.IsNotFound(err) {
 		mc = &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: entries}}
-		for _, e := range edit {
-			e(mc)
-		}
 		Expect(mesh.Create(ctx(), mc)).To(Succeed())
 		return
 	}
-	updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) {
-		mc.Spec.ExternalIstiodConfigurations = entries
-		for _, e := range edit {
-			e(mc)
-		}
-	})
+	updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations = entries })
 }
 
 var _ = Describe("which clusters the operator connects to, and which it refuses", Ordered, ContinueOnFailure, func() {
