@@ -60,8 +60,9 @@ func (p *Provider) dial(ctx context.Context, restCfg *rest.Config) (cluster.Clus
 // kubeSystemUID identifies a cluster by the UID of its kube-system Namespace, as
 // istioctl does for a cluster's default name (istioctl/pkg/multicluster/cluster.go):
 // two kubeconfigs reach one API server exactly when they read the same UID, whatever
-// their URLs say. An API server that refuses or lacks it gives "", unknown; one that
-// does not answer is an error, retried like any other connection failure.
+// their URLs say. An API server that refuses it or lacks it gives "", unknown (a refused
+// credential is then reported, and the client rebuilt once, by the cluster's probe as
+// before); one that does not answer is an error, retried like any connection failure.
 func kubeSystemUID(ctx context.Context, reader client.Reader) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
 	defer cancel()
@@ -70,7 +71,7 @@ func kubeSystemUID(ctx context.Context, reader client.Reader) (string, error) {
 	switch {
 	case err == nil:
 		return string(ns.UID), nil
-	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 		return "", nil
 	default:
 		return "", fmt.Errorf("reading Namespace %s: %w", metav1.NamespaceSystem, err)
