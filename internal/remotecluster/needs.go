@@ -37,13 +37,6 @@ func (p *Provider) SetNeeds(ctx context.Context, needs Needs) {
 	}
 }
 
-// Needed reports whether the provider would connect to the cluster.
-func (p *Provider) Needed(id string) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.needs.has(id)
-}
-
 // dial builds the cluster's client and reads which API server it reaches.
 func (p *Provider) dial(ctx context.Context, restCfg *rest.Config) (cluster.Cluster, string, error) {
 	cl, err := cluster.New(restCfg, p.opts.ClusterOptions...)

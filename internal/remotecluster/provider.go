@@ -94,8 +94,9 @@ type remote struct {
 	cancel  context.CancelFunc
 }
 
-// Provider engages one cluster per data key of every remote secret. It implements
-// multicluster.Provider; cluster names are Istio cluster IDs.
+// Provider engages one cluster per data key of the remote secrets, for the cluster IDs
+// the operator needs (SetNeeds); it lists the others without connecting to them. It
+// implements multicluster.Provider; cluster names are Istio cluster IDs.
 type Provider struct {
 	opts    Options
 	log     logr.Logger
