@@ -83,13 +83,7 @@ func TestApplyNeverTakesOverForeignObjects(t *testing.T) {
 func TestFreshApplierResendsNothingToIstiod(t *testing.T) {
 	c := newCountingCluster(t, nil)
 	ctx := context.Background()
-	objs := func() []client.Object {
-		var out []client.Object
-		for _, cm := range copiesNamed(5) {
-			out = append(out, cm)
-		}
-		return out
-	}
+	objs := func() []client.Object { return copiesNamed(5) }
 	if res, err := New().Apply(ctx, "c2", c, nil, c, testOwnership, objs()); err != nil || res.Created != 5 {
 		t.Fatalf("first apply: %+v, %v", res, err)
 	}
