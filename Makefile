@@ -89,8 +89,31 @@ demo: ## Run the operator on a local mesh of three API servers and show it at wo
 	@echo "compiling the demo (a minute or two the first time)"
 	go run ./hack/demo $(if $(DEMO_ONCE),-once) $(if $(DEMO_LINK_RTT),-link-rtt=$(DEMO_LINK_RTT))
 
+# make bench runs the figures of docs/benchmarks.md (hack/fleetbench) and the Go
+# benchmarks (BENCH_FIGURE=go); BENCH_FIGURE=1 runs figure 1 alone, BENCH_FIGURE=1,3 two.
+# BENCH_FLAGS go to hack/fleetbench (for example -n=1,4 -runs=1 -rtt=50ms -bandwidth=100).
+# Figure 8, the headline, is another program's: BENCH_HEADLINE is the command that runs it.
+BENCH_FIGURE ?= 1,3,7,4,8,go
+BENCH_FLAGS ?=
+BENCH_HEADLINE ?=
+comma := ,
+BENCH_FIGURES = $(subst $(comma), ,$(BENCH_FIGURE))
+FLEET_FIGURES = $(subst $(eval) ,$(comma),$(strip $(filter-out go 8,$(BENCH_FIGURES))))
+
 .PHONY: bench
-bench: ## Run the benchmarks (envtest-backed ones included) and summarise them with benchstat: tables, variants side by side with ratios.
+bench: $(if $(FLEET_FIGURES),bench-fleet) $(if $(and $(filter 8,$(BENCH_FIGURES)),$(BENCH_HEADLINE)),bench-headline) $(if $(filter go,$(BENCH_FIGURES)),bench-go) ## Run the benchmarks across far clusters (docs/benchmarks.md) and the Go benchmarks; BENCH_FIGURE=1 runs one figure.
+
+.PHONY: bench-fleet
+bench-fleet: ## Run the figures of docs/benchmarks.md on a local mesh behind simulated far links and write them there.
+	@echo "compiling the benchmark (a minute or two the first time)"
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/fleetbench -figures=$(or $(FLEET_FIGURES),1,3,7,4) $(BENCH_FLAGS)
+
+.PHONY: bench-headline
+bench-headline:
+	$(BENCH_HEADLINE)
+
+.PHONY: bench-go
+bench-go: ## Run the Go benchmarks (envtest-backed ones included) and summarise them with benchstat: tables, variants side by side with ratios.
 	mkdir -p $(LOCALBIN)
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) > $(LOCALBIN)/bench.txt
 	@echo "== a resync of an unchanged istiod, three ways (ratios against the operator's way)"

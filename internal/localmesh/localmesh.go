@@ -54,6 +54,15 @@ type Options struct {
 	// LinkRTT is the round trip of the simulated far link (internal/farlink) through
 	// which the remote secrets reach each data-plane cluster; 0 adds none.
 	LinkRTT time.Duration
+	// LinkBandwidth limits each far link to this many bits per second and direction;
+	// 0 is unlimited.
+	LinkBandwidth int64
+	// Unregistered leaves the data-plane clusters out of the mesh: no remote secrets
+	// are created, so a benchmark can add them one by one (Register).
+	Unregistered bool
+	// MaxParallelStarts bounds how many API servers start at once; 0 starts them all
+	// together. On a small machine many at once overrun envtest's start timeout.
+	MaxParallelStarts int
 	// Progress, when set, is told about each step.
 	Progress func(msg string)
 }
@@ -98,7 +107,7 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: dp.ID, Address: dp.Address,
 			env: localapi.New(&envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir})})
 	}
-	if err := m.startAll(scheme, progress); err != nil {
+	if err := m.startAll(scheme, opts.MaxParallelStarts, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
 	}
 	for _, dp := range m.DataPlanes {
@@ -107,23 +116,31 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 			return nil, errors.Join(err, m.Stop())
 		}
 		dp.Link.SetLatency(opts.LinkRTT)
+		dp.Link.SetBandwidth(opts.LinkBandwidth)
 		if opts.LinkRTT > 0 {
 			progress(fmt.Sprintf("the operator reaches %s through a far link at %s with %s round trips", dp.ID, dp.Link.Addr(), opts.LinkRTT))
 		}
 	}
-	if err := m.prepare(ctx, progress); err != nil {
+	if err := m.prepare(ctx, !opts.Unregistered, progress); err != nil {
 		return nil, errors.Join(err, m.Stop())
 	}
 	return m, nil
 }
 
-// startAll starts the API servers side by side: each takes some seconds.
-func (m *Mesh) startAll(scheme *runtime.Scheme, progress func(string)) error {
+// startAll starts the API servers side by side, at most parallel at once (0: all):
+// each takes some seconds.
+func (m *Mesh) startAll(scheme *runtime.Scheme, parallel int, progress func(string)) error {
 	all := m.Clusters()
+	if parallel <= 0 {
+		parallel = len(all)
+	}
+	slots := make(chan struct{}, parallel)
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup
 	for i, c := range all {
 		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			errs[i] = c.start(scheme)
 			if errs[i] == nil {
 				progress(fmt.Sprintf("API server of %s is up at %s", c.ID, c.Config.Host))
@@ -134,7 +151,7 @@ func (m *Mesh) startAll(scheme *runtime.Scheme, progress func(string)) error {
 	return errors.Join(errs...)
 }
 
-func (m *Mesh) prepare(ctx context.Context, progress func(string)) error {
+func (m *Mesh) prepare(ctx context.Context, register bool, progress func(string)) error {
 	m.CA = catest.MeshCACerts(meshCALifetime)
 	if err := m.Mesh.createNamespace(ctx, Namespace); err != nil {
 		return err
@@ -159,8 +176,13 @@ func (m *Mesh) prepare(ctx context.Context, progress func(string)) error {
 		if err := dp.installDataPlane(ctx, m.CA[ca.RootCert]); err != nil {
 			return fmt.Errorf("preparing %s: %w", dp.ID, err)
 		}
-		if err := m.register(ctx, dp); err != nil {
-			return fmt.Errorf("registering %s: %w", dp.ID, err)
+		if !register {
+			progress(fmt.Sprintf("%s: Istio's remote profile, control plane address %s; gateways of Istio's gateway chart; not registered",
+				dp.ID, describeFlavour(dp)))
+			continue
+		}
+		if err := m.Register(ctx, dp); err != nil {
+			return err
 		}
 		progress(fmt.Sprintf("%s: Istio's remote profile, control plane address %s; gateways of Istio's gateway chart; registered with remote secret istio-system/%s",
 			dp.ID, describeFlavour(dp), RemoteSecretName(dp.ID)))
@@ -187,15 +209,24 @@ func skippedNote(skipped []client.Object) string {
 	return fmt.Sprintf("; skipped, as the API server does not serve their kinds: %s", strings.Join(names, ", "))
 }
 
-// register adds a data-plane cluster to the mesh as istioctl create-remote-secret does.
-// Its user administers the cluster: the operator needs more than Istio's reader role
-// there (docs/remote-permissions.md).
-func (m *Mesh) register(ctx context.Context, dp *Cluster) error {
+// Register adds a data-plane cluster to the mesh as istioctl create-remote-secret does,
+// through the cluster's far link. Its user administers the cluster: the operator needs
+// more than Istio's reader role there (docs/remote-permissions.md).
+func (m *Mesh) Register(ctx context.Context, dp *Cluster) error {
 	kubeconfig, err := dp.kubeconfigThrough(dp.Link, "remote-secret-"+dp.ID, "system:masters")
 	if err != nil {
-		return err
+		return fmt.Errorf("registering %s: %w", dp.ID, err)
 	}
-	return m.Mesh.Client.Create(ctx, RemoteSecret(dp.ID, kubeconfig))
+	if err := m.Mesh.Client.Create(ctx, RemoteSecret(dp.ID, kubeconfig)); err != nil {
+		return fmt.Errorf("registering %s: %w", dp.ID, err)
+	}
+	return nil
+}
+
+// Unregister removes a data-plane cluster's remote secret from the mesh.
+func (m *Mesh) Unregister(ctx context.Context, dp *Cluster) error {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: RemoteSecretName(dp.ID), Namespace: Namespace}}
+	return client.IgnoreNotFound(m.Mesh.Client.Delete(ctx, secret))
 }
 
 // RemoteSecretName is the name istioctl create-remote-secret gives a cluster's secret.

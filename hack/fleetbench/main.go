@@ -1,0 +1,203 @@
+// Command fleetbench is `make bench`'s benchmark of the operator across many far
+// clusters: it starts a local mesh (internal/localmesh: one mesh API server and N
+// data-plane API servers, each behind a simulated far link), runs the manager built
+// from ./cmd, measures the figures of docs/benchmarks.md and writes them there.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
+)
+
+type options struct {
+	figures      map[string]bool
+	ns           []int
+	runs         int
+	rtt          time.Duration
+	mbits        float64
+	timeout      time.Duration
+	out          string
+	churnN       int
+	churnWindow  time.Duration
+	isolationN   int
+	unrelated    int
+	parallelAPIs int
+}
+
+func main() {
+	var o options
+	var figures, ns string
+	flag.StringVar(&figures, "figures", "1,3,7,4", "Figures to run, comma-separated.")
+	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 4 (32 where memory and time allow).")
+	flag.IntVar(&o.runs, "runs", 3, "Runs per measurement; tables show the median, min and max.")
+	flag.DurationVar(&o.rtt, "rtt", 100*time.Millisecond, "Round trip of each far link.")
+	flag.Float64Var(&o.mbits, "bandwidth", 20, "Bandwidth of each far link, Mbit/s per direction (0: unlimited).")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "Longest wait for the operator in any step.")
+	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file whose generated section is replaced with the results (empty: none).")
+	flag.IntVar(&o.churnN, "churn-n", 8, "Clusters of figure 3.")
+	flag.DurationVar(&o.churnWindow, "churn-window", 2*time.Minute, "Steady-state window over which figure 3 counts watch streams opened.")
+	flag.IntVar(&o.isolationN, "isolation-n", 8, "Clusters of figure 7, two of them behind broken links.")
+	flag.IntVar(&o.unrelated, "unrelated", 5000, "ConfigMaps and Secrets figure 4 creates in other namespaces of the mesh cluster (half each).")
+	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
+	flag.Parse()
+	o.figures = map[string]bool{}
+	for _, f := range strings.Split(figures, ",") {
+		o.figures[strings.TrimSpace(f)] = true
+	}
+	for _, s := range strings.Split(ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "fleetbench: -n: %q is not a positive number\n", s)
+			os.Exit(2)
+		}
+		o.ns = append(o.ns, n)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetbench:", err)
+		os.Exit(1)
+	}
+}
+
+// clusters is how many data-plane clusters the selected figures need.
+func (o options) clusters() int {
+	n := 0
+	if o.figures["1"] || o.figures["4"] {
+		n = max(n, o.ns[len(o.ns)-1])
+	}
+	if o.figures["3"] {
+		n = max(n, o.churnN)
+	}
+	if o.figures["7"] {
+		n = max(n, o.isolationN)
+	}
+	return n
+}
+
+func run(ctx context.Context, o options) (err error) {
+	logf.SetLogger(logr.Discard())
+	say := func(format string, args ...any) {
+		fmt.Printf("%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	began := time.Now()
+	machine := describeMachine()
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "fleetbench-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		raw, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh")).Output()
+		if err != nil {
+			return fmt.Errorf("hack/envtest-assets.sh: %w", err)
+		}
+		assets = strings.TrimSpace(string(raw))
+	}
+	built := make(chan error, 1)
+	var binary string
+	go func() {
+		var err error
+		binary, err = buildManager(ctx, root, tmp)
+		built <- err
+	}()
+	n := o.clusters()
+	var dps []localmesh.DataPlane
+	for i := range n {
+		addr := localmesh.AddressEndpointSlice
+		if i%2 == 1 {
+			addr = localmesh.AddressExternalName
+		}
+		dps = append(dps, localmesh.DataPlane{ID: fmt.Sprintf("cluster-%d", i+1), Address: addr})
+	}
+	say("starting %d API servers (the mesh and %d data-plane clusters, links of %s round trip and %g Mbit/s) and building the manager",
+		n+1, n, o.rtt, o.mbits)
+	m, err := localmesh.Start(ctx, localmesh.Options{
+		AssetsDir:         assets,
+		MeshCRDDirs:       []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "internal", "mirror", "crds")},
+		DataPlanes:        dps,
+		LinkRTT:           o.rtt,
+		LinkBandwidth:     int64(o.mbits * 1e6),
+		Unregistered:      true,
+		MaxParallelStarts: o.parallelAPIs,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, m.Stop()) }()
+	apiRSS := apiServerRSS()
+	say("mesh up in %s; API servers and etcds hold %s resident", time.Since(began).Round(time.Second), mib(apiRSS))
+	if err := <-built; err != nil {
+		return err
+	}
+	standIn, stopStandIn := context.WithCancel(ctx)
+	defer stopStandIn()
+	for _, dp := range m.DataPlanes {
+		go runStandIn(standIn, dp, say)
+	}
+	op, err := newOperator(ctx, root, m, binary, tmp)
+	if err != nil {
+		return err
+	}
+	if err := op.start(ctx); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, op.stop()) }()
+	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout}
+
+	var tables []table
+	for _, fig := range []struct {
+		id  string
+		run func() (table, error)
+	}{
+		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
+	} {
+		if !o.figures[fig.id] {
+			continue
+		}
+		figStart := time.Now()
+		t, err := fig.run()
+		if err != nil {
+			return fmt.Errorf("figure %s: %w (manager log: %s)", fig.id, err, op.logPath)
+		}
+		t.Notes = append(t.Notes, fmt.Sprintf("This figure took %s.", time.Since(figStart).Round(time.Second)))
+		t.text(os.Stdout)
+		tables = append(tables, t)
+	}
+	setup := fmt.Sprintf("%d data-plane clusters, each behind a far link of %s round trip and %g Mbit/s per direction; "+
+		"the API servers and etcds held %s resident after start; the whole run took %s.",
+		n, o.rtt, o.mbits, mib(apiRSS), time.Since(began).Round(time.Second))
+	if o.out == "" {
+		return nil
+	}
+	return writeReport(filepath.Join(root, o.out), began, machine, setup, tables)
+}
+
+func repoRoot() (string, error) {
+	raw, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(raw))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run from the repository: make bench, or go run ./hack/fleetbench")
+	}
+	return filepath.Dir(gomod), nil
+}

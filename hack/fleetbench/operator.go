@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
+)
+
+// The manager runs as a child process built from ./cmd, as it ships: its CPU time,
+// RSS and heap are its own (the API servers and this program's polling are other
+// processes or not in it), it restarts like a pod, and its metrics endpoint gives the
+// client-side request counts (remote_istiod_operator_remote_requests_total for the
+// data-plane clusters, client-go's rest_client_requests_total for the mesh).
+type operator struct {
+	cmd         *exec.Cmd
+	metricsURL  string
+	logPath     string
+	exited      chan error
+	binary, dir string
+	kubeconfig  string
+}
+
+func buildManager(ctx context.Context, root, dir string) (string, error) {
+	binary := filepath.Join(dir, "manager")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the manager: %w\n%s", err, msg)
+	}
+	return binary, nil
+}
+
+// newOperator prepares the manager's identity in the mesh: a user bound to
+// config/rbac's roles, as the Helm chart binds its ServiceAccount.
+func newOperator(ctx context.Context, root string, m *localmesh.Mesh, binary, dir string) (*operator, error) {
+	roles, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := m.Mesh.UserWithRoles(ctx, "remote-istiod-operator", roles)
+	if err != nil {
+		return nil, err
+	}
+	op := &operator{binary: binary, dir: dir, kubeconfig: filepath.Join(dir, "operator.kubeconfig"), logPath: filepath.Join(dir, "manager.log")}
+	return op, os.WriteFile(op.kubeconfig, kubeconfig, 0o600)
+}
+
+// start runs the manager and waits until it is ready; the log is appended to.
+func (op *operator) start(ctx context.Context) error {
+	metricsAddr, err := freeLocalAddress()
+	if err != nil {
+		return err
+	}
+	probeAddr, err := freeLocalAddress()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(op.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logFile.Close() }() // the child keeps its own descriptor
+	op.metricsURL = "http://" + metricsAddr + "/metrics"
+	op.exited = make(chan error, 1)
+	op.cmd = exec.Command(op.binary, "--kubeconfig", op.kubeconfig, "--leader-elect=false",
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr)
+	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
+	op.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is for this program
+	if err := op.cmd.Start(); err != nil {
+		return fmt.Errorf("starting the manager: %w", err)
+	}
+	go func() { op.exited <- op.cmd.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + probeAddr + "/readyz"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-op.exited:
+			op.exited <- err
+			return fmt.Errorf("the manager exited: %w (log: %s)", err, op.logPath)
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), op.stop())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return errors.Join(fmt.Errorf("the manager is not ready after a minute (log: %s)", op.logPath), op.stop())
+}
+
+// stop sends SIGTERM, as the kubelet would, and kills the manager after 30 s.
+func (op *operator) stop() error {
+	if op.cmd == nil {
+		return nil
+	}
+	defer func() { op.cmd = nil }()
+	if err := op.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case err := <-op.exited:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && !exit.Exited() {
+			return nil
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		_ = op.cmd.Process.Kill()
+		_ = <-op.exited
+		return errors.New("the manager did not stop within 30s; killed it")
+	}
+}
+
+// cpuSeconds is the manager's user and system CPU time so far, from /proc.
+func (op *operator) cpuSeconds() (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", op.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", s)
+	}
+	var ticks float64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += v
+	}
+	return ticks / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// rssBytes is the manager's resident set size, from /proc.
+func (op *operator) rssBytes() (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", op.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// metrics reads the manager's metrics endpoint.
+func (op *operator) metrics() (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(op.metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// requests are request counts by cluster and verb.
+type requests map[string]map[string]float64
+
+// add adds other to r.
+func (r requests) sub(other requests) requests {
+	out := requests{}
+	for c, verbs := range r {
+		out[c] = map[string]float64{}
+		for v, n := range verbs {
+			out[c][v] = n - other[c][v]
+		}
+	}
+	return out
+}
+
+func (r requests) total(verbs ...string) float64 {
+	var n float64
+	for _, byVerb := range r {
+		for _, v := range verbs {
+			n += byVerb[v]
+		}
+	}
+	return n
+}
+
+// writeVerbs are the verbs that change objects.
+var writeVerbs = []string{"create", "update", "patch", "delete"}
+
+// meshCluster keys the mesh cluster's requests.
+const meshCluster = "(mesh)"
+
+// requestCounts reads the client-side request counts: per data-plane cluster from
+// remote_istiod_operator_remote_requests_total, and for the mesh from client-go's
+// rest_client_requests_total at the mesh's host (its GETs are reads and watches).
+func (op *operator) requestCounts(meshHost string) (requests, error) {
+	fams, err := op.metrics()
+	if err != nil {
+		return nil, err
+	}
+	out := requests{}
+	add := func(cluster, verb string, v float64) {
+		if out[cluster] == nil {
+			out[cluster] = map[string]float64{}
+		}
+		out[cluster][verb] += v
+	}
+	if f := fams["remote_istiod_operator_remote_requests_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			add(label(m, "cluster"), label(m, "verb"), m.GetCounter().GetValue())
+		}
+	}
+	meshVerbs := map[string]string{"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+	if f := fams["rest_client_requests_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			if label(m, "host") == meshHost {
+				add(meshCluster, meshVerbs[label(m, "method")], m.GetCounter().GetValue())
+			}
+		}
+	}
+	return out, nil
+}
+
+// heapBytes is the manager's live heap (go_memstats_heap_inuse_bytes).
+func (op *operator) heapBytes() (float64, error) {
+	fams, err := op.metrics()
+	if err != nil {
+		return 0, err
+	}
+	f := fams["go_memstats_heap_inuse_bytes"]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0, errors.New("no go_memstats_heap_inuse_bytes")
+	}
+	return f.GetMetric()[0].GetGauge().GetValue(), nil
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func freeLocalAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
