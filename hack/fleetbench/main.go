@@ -171,6 +171,7 @@ func run(ctx context.Context, o options) (err error) {
 		run func() (table, error)
 	}{
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
+		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
 	} {
 		if !o.figures[fig.id] {
 			continue

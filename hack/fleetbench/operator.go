@@ -184,7 +184,7 @@ func (op *operator) metrics() (map[string]*dto.MetricFamily, error) {
 // requests are request counts by cluster and verb.
 type requests map[string]map[string]float64
 
-// add adds other to r.
+// sub is what r counted since other.
 func (r requests) sub(other requests) requests {
 	out := requests{}
 	for c, verbs := range r {
@@ -196,11 +196,12 @@ func (r requests) sub(other requests) requests {
 	return out
 }
 
-func (r requests) total(verbs ...string) float64 {
+// total sums the verbs over the clusters.
+func (r requests) total(clusters []string, verbs ...string) float64 {
 	var n float64
-	for _, byVerb := range r {
+	for _, c := range clusters {
 		for _, v := range verbs {
-			n += byVerb[v]
+			n += r[c][v]
 		}
 	}
 	return n
