@@ -121,6 +121,12 @@ func run(ctx context.Context, o options) (err error) {
 		binary, err = buildManager(ctx, root, tmp)
 		built <- err
 	}()
+	// On a busy machine an API server can take longer than envtest's default 20 s.
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		if err := os.Setenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "2m"); err != nil {
+			return err
+		}
+	}
 	n := o.clusters()
 	var dps []localmesh.DataPlane
 	for i := range n {
@@ -172,6 +178,7 @@ func run(ctx context.Context, o options) (err error) {
 	}{
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
+		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.runs) }},
 	} {
 		if !o.figures[fig.id] {
 			continue
