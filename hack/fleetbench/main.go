@@ -179,6 +179,7 @@ func run(ctx context.Context, o options) (err error) {
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
 		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.runs) }},
+		{"4", func() (table, error) { return memory(ctx, f, o.ns, o.unrelated) }},
 	} {
 		if !o.figures[fig.id] {
 			continue

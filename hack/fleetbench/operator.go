@@ -244,17 +244,26 @@ func (op *operator) requestCounts(meshHost string) (requests, error) {
 	return out, nil
 }
 
-// heapBytes is the manager's live heap (go_memstats_heap_inuse_bytes).
-func (op *operator) heapBytes() (float64, error) {
+// heapAfterGC is the manager's allocated heap and the time of its last garbage
+// collection.
+func (op *operator) heapAfterGC() (heap, lastGC float64, err error) {
 	fams, err := op.metrics()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	f := fams["go_memstats_heap_inuse_bytes"]
-	if f == nil || len(f.GetMetric()) == 0 {
-		return 0, errors.New("no go_memstats_heap_inuse_bytes")
+	gauge := func(name string) (float64, error) {
+		f := fams[name]
+		if f == nil || len(f.GetMetric()) == 0 {
+			return 0, fmt.Errorf("the manager has no metric %s", name)
+		}
+		return f.GetMetric()[0].GetGauge().GetValue(), nil
 	}
-	return f.GetMetric()[0].GetGauge().GetValue(), nil
+	heap, err = gauge("go_memstats_heap_alloc_bytes")
+	if err != nil {
+		return 0, 0, err
+	}
+	lastGC, err = gauge("go_memstats_last_gc_time_seconds")
+	return heap, lastGC, err
 }
 
 func label(m *dto.Metric, name string) string {
