@@ -35,13 +35,15 @@ type options struct {
 	churnN       int
 	churnWindow  time.Duration
 	isolationN   int
+	isolationRun int
+	memoryNs     []int
 	unrelated    int
 	parallelAPIs int
 }
 
 func main() {
 	var o options
-	var figures, ns string
+	var figures, ns, memoryNs string
 	flag.StringVar(&figures, "figures", "1,3,7,4", "Figures to run, comma-separated.")
 	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 4 (32 where memory and time allow).")
 	flag.IntVar(&o.runs, "runs", 3, "Runs per measurement; tables show the median, min and max.")
@@ -50,8 +52,10 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "Longest wait for the operator in any step.")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file whose generated section is replaced with the results (empty: none).")
 	flag.IntVar(&o.churnN, "churn-n", 8, "Clusters of figure 3.")
-	flag.DurationVar(&o.churnWindow, "churn-window", 2*time.Minute, "Steady-state window over which figure 3 counts watch streams opened.")
+	flag.DurationVar(&o.churnWindow, "churn-window", time.Minute, "Steady-state window over which figure 3 counts watch streams opened.")
 	flag.IntVar(&o.isolationN, "isolation-n", 8, "Clusters of figure 7, two of them behind broken links.")
+	flag.IntVar(&o.isolationRun, "isolation-runs", 2, "Runs of each case of figure 7.")
+	flag.StringVar(&memoryNs, "memory-n", "1,8,16", "Numbers of clusters figure 4 measures at.")
 	flag.IntVar(&o.unrelated, "unrelated", 5000, "ConfigMaps and Secrets figure 4 creates in other namespaces of the mesh cluster (half each).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
 	flag.Parse()
@@ -59,13 +63,13 @@ func main() {
 	for _, f := range strings.Split(figures, ",") {
 		o.figures[strings.TrimSpace(f)] = true
 	}
-	for _, s := range strings.Split(ns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "fleetbench: -n: %q is not a positive number\n", s)
-			os.Exit(2)
-		}
-		o.ns = append(o.ns, n)
+	var err error
+	if o.ns, err = parseCounts(ns); err == nil {
+		o.memoryNs, err = parseCounts(memoryNs)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleetbench:", err)
+		os.Exit(2)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -75,11 +79,27 @@ func main() {
 	}
 }
 
+// parseCounts reads a comma-separated list of growing positive numbers.
+func parseCounts(list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("%q: want growing positive numbers, comma-separated", list)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // clusters is how many data-plane clusters the selected figures need.
 func (o options) clusters() int {
 	n := 0
-	if o.figures["1"] || o.figures["4"] {
+	if o.figures["1"] {
 		n = max(n, o.ns[len(o.ns)-1])
+	}
+	if o.figures["4"] {
+		n = max(n, o.memoryNs[len(o.memoryNs)-1])
 	}
 	if o.figures["3"] {
 		n = max(n, o.churnN)
@@ -168,7 +188,13 @@ func run(ctx context.Context, o options) (err error) {
 	if err := op.start(ctx); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, op.stop()) }()
+	defer func() {
+		err = errors.Join(err, op.stop())
+		// The manager's log outlives the run, for a look at what limited a figure.
+		if raw, e := os.ReadFile(op.logPath); e == nil && os.MkdirAll(filepath.Join(root, "bin"), 0o755) == nil {
+			err = errors.Join(err, os.WriteFile(filepath.Join(root, "bin", "fleetbench-manager.log"), raw, 0o644))
+		}
+	}()
 	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout}
 
 	var tables []table
@@ -178,8 +204,8 @@ func run(ctx context.Context, o options) (err error) {
 	}{
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
-		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.runs) }},
-		{"4", func() (table, error) { return memory(ctx, f, o.ns, o.unrelated) }},
+		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.isolationRun) }},
+		{"4", func() (table, error) { return memory(ctx, f, o.memoryNs, o.unrelated) }},
 	} {
 		if !o.figures[fig.id] {
 			continue
@@ -192,14 +218,17 @@ func run(ctx context.Context, o options) (err error) {
 		t.Notes = append(t.Notes, fmt.Sprintf("This figure took %s.", time.Since(figStart).Round(time.Second)))
 		t.text(os.Stdout)
 		tables = append(tables, t)
+		// Written after each figure, so that a run cut short keeps what it measured.
+		setup := fmt.Sprintf("%d data-plane clusters, each behind a far link of %s round trip and %g Mbit/s per direction; "+
+			"the API servers and etcds held %s resident after start; the run took %s to here. Command: `fleetbench %s`.",
+			n, o.rtt, o.mbits, mib(apiRSS), time.Since(began).Round(time.Second), strings.Join(os.Args[1:], " "))
+		if o.out != "" {
+			if err := writeReport(filepath.Join(root, o.out), began, machine, setup, tables); err != nil {
+				return err
+			}
+		}
 	}
-	setup := fmt.Sprintf("%d data-plane clusters, each behind a far link of %s round trip and %g Mbit/s per direction; "+
-		"the API servers and etcds held %s resident after start; the whole run took %s.",
-		n, o.rtt, o.mbits, mib(apiRSS), time.Since(began).Round(time.Second))
-	if o.out == "" {
-		return nil
-	}
-	return writeReport(filepath.Join(root, o.out), began, machine, setup, tables)
+	return nil
 }
 
 func repoRoot() (string, error) {
