@@ -16,19 +16,23 @@ type fanOutRun struct {
 	applied, ready, replicas time.Duration
 	// cpuAdd and cpuReplicas are the operator's CPU seconds over those phases.
 	cpuAdd, cpuReplicas float64
+	// requests is the median over clusters of the requests each received while added.
+	requests float64
+	// latency is the mean time of the benchmark's probe reads through a link.
+	latency float64
 }
 
 // fanOut runs figure 1: it adds the first n clusters to the ASMMeshConfig at once,
 // changes their replicas, and removes them again, runs times for each n.
 func fanOut(ctx context.Context, f *fleet, ns []int, runs int) (table, error) {
 	t := table{Title: "Figure 1: fan-out convergence",
-		Columns: []string{"N", "add: all Applied", "add: all Ready", "operator CPU (add)", "replicas change: all Applied", "operator CPU (replicas)", "T(N)/T(1) add", "T(N)/T(1) replicas"}}
+		Columns: []string{"N", "add: all Applied", "add: all Ready", "operator CPU (add)", "requests per cluster (add)", "probe read through a link (add)", "replicas change: all Applied", "operator CPU (replicas)", "T(N)/T(1) add", "T(N)/T(1) replicas"}}
 	var base1, base2 float64
 	for _, n := range ns {
 		if err := f.registerUpTo(ctx, n); err != nil {
 			return t, err
 		}
-		var applied, ready, replicas, cpuAdd, cpuRep sample
+		var applied, ready, replicas, cpuAdd, cpuRep, reqs, lat sample
 		for run := range runs {
 			r, err := fanOutOnce(ctx, f, n)
 			if err != nil {
@@ -41,18 +45,23 @@ func fanOut(ctx context.Context, f *fleet, ns []int, runs int) (table, error) {
 			replicas = append(replicas, r.replicas.Seconds())
 			cpuAdd = append(cpuAdd, r.cpuAdd)
 			cpuRep = append(cpuRep, r.cpuReplicas)
+			reqs = append(reqs, r.requests)
+			lat = append(lat, r.latency)
 		}
 		a, p := applied.summary(), replicas.summary()
 		if n == ns[0] {
 			base1, base2 = a.Median, p.Median
 		}
 		t.Rows = append(t.Rows, []string{fmt.Sprint(n), a.cell(seconds), ready.summary().cell(seconds),
-			cpuAdd.summary().cell(cpuSeconds), p.cell(seconds), cpuRep.summary().cell(cpuSeconds),
+			cpuAdd.summary().cell(cpuSeconds), reqs.summary().cell(count), lat.summary().cell(seconds), p.cell(seconds), cpuRep.summary().cell(cpuSeconds),
 			ratioCell(a.Median, base1, 1.5), ratioCell(p.Median, base2, 1.5)})
 	}
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("Median of %d runs (min–max). Ratios are of medians against the first N; the goal, T(8)/T(1) ≤ 1.5, applies at N = 8.", runs),
 		"Applied and Ready are read from the ASMMeshConfig's status (every cluster at the new generation); after each phase the benchmark checks in every data-plane API server that the operator's istiod Deployment is there with the replicas asked for.",
+		"Requests per cluster are those the operator sent to each data-plane cluster from the change until every cluster was Ready (median over clusters), watches included.",
+		"The probe is the benchmark reading one Namespace of the last cluster through its far link every half second while the clusters are added (mean): "+
+			"the link's round trip plus the API server's time. When it grows with N as T does, the API servers (the machine) set the pace, not the operator's scheduling.",
 		"Operator CPU is the manager process's user+system time over the phase (/proc); the API servers are other processes.")
 	return t, nil
 }
@@ -64,6 +73,14 @@ func fanOutOnce(ctx context.Context, f *fleet, n int) (fanOutRun, error) {
 	if err != nil {
 		return r, err
 	}
+	c0, err := f.op.requestCounts(f.m.Mesh.Config.Host)
+	if err != nil {
+		return r, err
+	}
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	probed := make(chan float64, 1)
+	go func() { probed <- f.probe(probeCtx, ids[len(ids)-1]) }()
 	start := time.Now()
 	gen, err := f.setEntries(ctx, ids, 1)
 	if err != nil {
@@ -82,6 +99,18 @@ func fanOutOnce(ctx context.Context, f *fleet, n int) (fanOutRun, error) {
 	if err != nil {
 		return r, err
 	}
+	c1, err := f.op.requestCounts(f.m.Mesh.Config.Host)
+	if err != nil {
+		return r, err
+	}
+	var perCluster sample
+	added := c1.sub(c0)
+	for _, id := range ids {
+		perCluster = append(perCluster, sumValues(added[id]))
+	}
+	r.requests = perCluster.summary().Median
+	stopProbe()
+	r.latency = <-probed
 	if err := f.checkApplied(ctx, ids, 1); err != nil {
 		return r, err
 	}
@@ -105,6 +134,14 @@ func fanOutOnce(ctx context.Context, f *fleet, n int) (fanOutRun, error) {
 		return r, err
 	}
 	return r, f.waitRemoved(ctx)
+}
+
+func sumValues(m map[string]float64) float64 {
+	var n float64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func cpuSeconds(v float64) string { return fmt.Sprintf("%.1f s", v) }

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -179,6 +181,36 @@ func (f *fleet) checkApplied(ctx context.Context, ids []string, replicas int32) 
 		}
 	}
 	return nil
+}
+
+// probe reads the control plane namespace of cluster id through its far link every
+// half second until ctx ends, and returns the mean time of a read in seconds.
+func (f *fleet) probe(ctx context.Context, id string) float64 {
+	var c client.Client
+	for _, dp := range f.m.DataPlanes {
+		if dp.ID == id {
+			cfg := rest.CopyConfig(dp.Config)
+			cfg.Host = "https://" + dp.Link.Addr()
+			var err error
+			if c, err = client.New(cfg, client.Options{Scheme: dp.Client.Scheme()}); err != nil {
+				return 0
+			}
+		}
+	}
+	var total time.Duration
+	var n int
+	for ctx.Err() == nil {
+		start := time.Now()
+		if err := c.Get(ctx, types.NamespacedName{Name: localmesh.Namespace}, &corev1.Namespace{}); err == nil {
+			total += time.Since(start)
+			n++
+		}
+		_ = sleep(ctx, 500*time.Millisecond)
+	}
+	if n == 0 {
+		return 0
+	}
+	return total.Seconds() / float64(n)
 }
 
 // latest is the time by which every cluster had reached.
