@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -83,21 +84,23 @@ func (f *fleet) registerUpTo(ctx context.Context, n int) error {
 // setEntries makes the ASMMeshConfig ask for a remote control plane with replicas in
 // each of ids (none: no entries), and returns its new generation.
 func (f *fleet) setEntries(ctx context.Context, ids []string, replicas int32) (int64, error) {
-	mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
 	entries := map[string]v1beta1.ExternalIstiodConfiguration{}
 	for _, id := range ids {
 		entries[id] = v1beta1.ExternalIstiodConfiguration{Replicas: ptr.To(replicas)}
 	}
-	err := f.m.Mesh.Client.Get(ctx, client.ObjectKeyFromObject(mc), mc)
-	if client.IgnoreNotFound(err) != nil {
-		return 0, err
-	}
-	mc.Spec.ExternalIstiodConfigurations = entries
-	if err != nil {
-		err = f.m.Mesh.Client.Create(ctx, mc)
-	} else {
-		err = f.m.Mesh.Client.Update(ctx, mc)
-	}
+	mc := &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	// The operator writes the object too (its finalizer, its status): retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err := f.m.Mesh.Client.Get(ctx, client.ObjectKeyFromObject(mc), mc)
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		mc.Spec.ExternalIstiodConfigurations = entries
+		if err != nil {
+			return f.m.Mesh.Client.Create(ctx, mc)
+		}
+		return f.m.Mesh.Client.Update(ctx, mc)
+	})
 	return mc.Generation, err
 }
 
