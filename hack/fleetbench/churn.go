@@ -31,7 +31,7 @@ func churn(ctx context.Context, f *fleet, n int, window time.Duration) (table, e
 	if _, err := f.waitFor(ctx, start, ids, v1beta1.ConditionReady, gen); err != nil {
 		return t, err
 	}
-	c0, err := f.quiet(ctx, 5*time.Second)
+	c0, err := f.quiet(ctx)
 	if err != nil {
 		return t, err
 	}
@@ -42,7 +42,7 @@ func churn(ctx context.Context, f *fleet, n int, window time.Duration) (table, e
 	if err := sleep(ctx, 2*time.Second); err != nil { // the fan-out delay coalesces for a second
 		return t, err
 	}
-	c1, err := f.quiet(ctx, 5*time.Second)
+	c1, err := f.quiet(ctx)
 	if err != nil {
 		return t, err
 	}
@@ -87,16 +87,19 @@ func churn(ctx context.Context, f *fleet, n int, window time.Duration) (table, e
 	return t, f.waitRemoved(ctx)
 }
 
-// quiet waits until the operator's request counts have not changed for still, and
+// quietFor is how long the operator's request counts must stay still to call it quiet.
+const quietFor = 5 * time.Second
+
+// quiet waits until the operator's request counts have not changed for quietFor, and
 // returns them.
-func (f *fleet) quiet(ctx context.Context, still time.Duration) (requests, error) {
+func (f *fleet) quiet(ctx context.Context) (requests, error) {
 	deadline := time.Now().Add(f.timeout)
 	last, err := f.op.requestCounts(f.m.Mesh.Config.Host)
 	if err != nil {
 		return nil, err
 	}
 	since := time.Now()
-	for time.Since(since) < still {
+	for time.Since(since) < quietFor {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("the operator did not stop sending requests within %s", f.timeout)
 		}
@@ -113,6 +116,5 @@ func (f *fleet) quiet(ctx context.Context, still time.Duration) (requests, error
 	}
 	return last, nil
 }
-
 
 func rate(v float64) string { return fmt.Sprintf("%.2f", v) }

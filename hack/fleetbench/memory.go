@@ -57,7 +57,7 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 		if _, err := f.waitFor(ctx, start, ids, v1beta1.ConditionReady, gen); err != nil {
 			return t, err
 		}
-		if _, err := f.quiet(ctx, 5*time.Second); err != nil {
+		if _, err := f.quiet(ctx); err != nil {
 			return t, err
 		}
 		s, err := f.memorySample(ctx)
@@ -135,7 +135,7 @@ func (f *fleet) registerExactly(ctx context.Context, n int) error {
 		}
 	}
 	if n == 0 {
-		_, err := f.quiet(ctx, 5*time.Second)
+		_, err := f.quiet(ctx)
 		return err
 	}
 	return f.registerUpTo(ctx, n)

@@ -124,8 +124,7 @@ func (op *operator) stop() error {
 		return err
 	case <-time.After(30 * time.Second):
 		_ = op.cmd.Process.Kill()
-		_ = <-op.exited
-		return errors.New("the manager did not stop within 30s; killed it")
+		return errors.Join(errors.New("the manager did not stop within 30s; killed it"), <-op.exited)
 	}
 }
 
