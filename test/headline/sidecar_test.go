@@ -18,55 +18,19 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/sidecartest"
 )
 
 // The xDS type URLs, from the messages themselves.
 var (
-	clusterType  = typeURL(&clusterv3.Cluster{})
-	listenerType = typeURL(&listenerv3.Listener{})
-	endpointType = typeURL(&endpointv3.ClusterLoadAssignment{})
-	routeType    = typeURL(&routev3.RouteConfiguration{})
-	hcmType      = typeURL(&hcmv3.HttpConnectionManager{})
+	clusterType  = sidecartest.TypeURL(&clusterv3.Cluster{})
+	listenerType = sidecartest.TypeURL(&listenerv3.Listener{})
+	endpointType = sidecartest.TypeURL(&endpointv3.ClusterLoadAssignment{})
+	routeType    = sidecartest.TypeURL(&routev3.RouteConfiguration{})
+	hcmType      = sidecartest.TypeURL(&hcmv3.HttpConnectionManager{})
 )
-
-func typeURL(m proto.Message) string {
-	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
-}
-
-// sidecarNode is what Istio's agent sends as the Envoy node of a sidecar of pod app-<i>
-// in namespace default (pilot/pkg/model/context.go parses the ID, pkg/model/proxy.go
-// the metadata); each sidecar has a name and IP of its own.
-func sidecarNode(version string, i int) (*corev3.Node, error) {
-	ip := fmt.Sprintf("10.%d.%d.%d", 1+i/65536, i/256%256, i%256)
-	name := fmt.Sprintf("app-%d", i)
-	md, err := structpb.NewStruct(map[string]any{
-		"ISTIO_VERSION":     version,
-		"CLUSTER_ID":        clusterID,
-		"NAMESPACE":         "default",
-		"MESH_ID":           meshID,
-		"NETWORK":           network,
-		"INSTANCE_IPS":      ip,
-		"INTERCEPTION_MODE": "REDIRECT",
-		"NAME":              name,
-		"WORKLOAD_NAME":     "app",
-		"SERVICE_ACCOUNT":   "default",
-		"NODE_NAME":         "testkubelet",
-		"OWNER":             "kubernetes://apis/apps/v1/namespaces/default/deployments/app",
-		"LABELS":            map[string]any{"app": "app"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.Node{
-		Id:            "sidecar~" + ip + "~" + name + ".default~default.svc.cluster.local",
-		Cluster:       "app.default",
-		Metadata:      md,
-		UserAgentName: "envoy",
-	}, nil
-}
 
 // names extracts from a CDS or LDS resource the EDS or RDS names it makes an Envoy
 // subscribe to. Sidecars get byte-identical resources from one push, so the answers
@@ -256,7 +220,8 @@ func startFleet(addr, version string, p int) (*fleet, error) {
 	f := &fleet{cancel: cancel}
 	nm := newNames()
 	for i := range p {
-		node, err := sidecarNode(version, i)
+		node, err := sidecartest.Sidecar{Version: version, ClusterID: clusterID, MeshID: meshID, Network: network,
+			Name: fmt.Sprintf("app-%d", i), IP: sidecartest.LoopbackIP(i)}.Node()
 		if err != nil {
 			f.stop()
 			return nil, err

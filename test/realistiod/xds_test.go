@@ -6,54 +6,20 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/sidecartest"
 )
 
 // The xDS type URLs, from the messages themselves.
 var (
-	clusterType = typeURL(&clusterv3.Cluster{})
-	routeType   = typeURL(&routev3.RouteConfiguration{})
+	clusterType = sidecartest.TypeURL(&clusterv3.Cluster{})
+	routeType   = sidecartest.TypeURL(&routev3.RouteConfiguration{})
 )
-
-func typeURL(m proto.Message) string {
-	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
-}
-
-// sidecarNode is what Istio's agent sends as the Envoy node of a sidecar of pod app-1
-// in namespace default of the cluster (pilot/pkg/model/context.go parses the ID,
-// pkg/model/proxy.go the metadata).
-func sidecarNode(version string) (*corev3.Node, error) {
-	md, err := structpb.NewStruct(map[string]any{
-		"ISTIO_VERSION":     version,
-		"CLUSTER_ID":        clusterID,
-		"NAMESPACE":         "default",
-		"MESH_ID":           meshID,
-		"NETWORK":           network,
-		"INSTANCE_IPS":      "127.0.0.5",
-		"INTERCEPTION_MODE": "REDIRECT",
-		"NAME":              "app-1",
-		"WORKLOAD_NAME":     "app",
-		"SERVICE_ACCOUNT":   "default",
-		"NODE_NAME":         "testkubelet",
-		"OWNER":             "kubernetes://apis/apps/v1/namespaces/default/deployments/app",
-		"LABELS":            map[string]any{"app": "app"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.Node{
-		Id:            "sidecar~127.0.0.5~app-1.default~default.svc.cluster.local",
-		Cluster:       "app.default",
-		Metadata:      md,
-		UserAgentName: "envoy",
-	}, nil
-}
 
 // fetch asks istiod's plain-text xDS port, over one ADS stream of go-control-plane's
 // client, for resources of one type, and returns the first answer's resources decoded
@@ -70,7 +36,7 @@ func fetch[T proto.Message](addr, version, typ string, names []string, newMsg fu
 	if err != nil {
 		return nil, err
 	}
-	node, err := sidecarNode(version)
+	node, err := sidecartest.Sidecar{Version: version, ClusterID: clusterID, MeshID: meshID, Network: network, Name: "app-1", IP: "127.0.0.5"}.Node()
 	if err != nil {
 		return nil, err
 	}
