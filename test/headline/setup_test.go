@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
+
 	"github.com/onsi/gomega/gbytes"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -407,15 +409,7 @@ func bind(t *testing.T, c client.Client, role *unstructured.Unstructured, subjec
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	gomega.NewWithT(t).Eventually(cond).WithTimeout(timeout).WithPolling(250*time.Millisecond).Should(gomega.Succeed(), what)
 }
 
 func tail(s string, lines int) string {

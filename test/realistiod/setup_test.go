@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
+
 	"github.com/onsi/gomega/gbytes"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -129,15 +131,7 @@ func podDir(t *testing.T) string {
 // eventually polls cond until it returns nil, failing the test after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	gomega.NewWithT(t).Eventually(cond).WithTimeout(timeout).WithPolling(250*time.Millisecond).Should(gomega.Succeed(), what)
 }
 
 func ctx() context.Context { return context.Background() }
