@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -79,29 +80,35 @@ func confirmAbsent(ctx context.Context, live client.Reader, own Ownership, todo 
 		}
 		byKind[gvk] = append(byKind[gvk], p.obj)
 	}
-	for _, gvk := range kinds {
-		objs := byKind[gvk]
-		var opts []client.ListOption
-		if ns := objs[0].GetNamespace(); ns != "" && sameNamespace(objs, ns) {
-			opts = append(opts, client.InNamespace(ns))
+	errs := make([]error, len(kinds))
+	workqueue.ParallelizeUntil(ctx, applyWorkers, len(kinds), func(i int) {
+		errs[i] = confirmKindAbsent(ctx, live, own, kinds[i], byKind[kinds[i]])
+	})
+	return firstError(ctx, errs)
+}
+
+// confirmKindAbsent is confirmAbsent for the objects of one kind.
+func confirmKindAbsent(ctx context.Context, live client.Reader, own Ownership, gvk schema.GroupVersionKind, objs []*unstructured.Unstructured) error {
+	var opts []client.ListOption
+	if ns := objs[0].GetNamespace(); ns != "" && sameNamespace(objs, ns) {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := live.List(ctx, list, opts...); err != nil {
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			return nil // the kind is not served yet: nothing of it exists
 		}
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := live.List(ctx, list, opts...); err != nil {
-			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-				continue // the kind is not served yet: nothing of it exists
-			}
-			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
-		}
-		existing := map[string]*metav1.PartialObjectMetadata{}
-		for i := range list.Items {
-			existing[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
-		}
-		for _, obj := range objs {
-			found, ok := existing[obj.GetNamespace()+"/"+obj.GetName()]
-			if ok && found.GetLabels()[own.ManagedByKey] != own.ManagedByValue {
-				return &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-			}
+		return fmt.Errorf("listing %s: %w", gvk.Kind, err)
+	}
+	existing := map[string]*metav1.PartialObjectMetadata{}
+	for i := range list.Items {
+		existing[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
+	}
+	for _, obj := range objs {
+		found, ok := existing[obj.GetNamespace()+"/"+obj.GetName()]
+		if ok && found.GetLabels()[own.ManagedByKey] != own.ManagedByValue {
+			return &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 		}
 	}
 	return nil
@@ -169,58 +176,116 @@ func memoryKey(cluster string, gvk schema.GroupVersionKind, ns, name string) str
 // nothing.
 func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client.Reader, writer client.Client, own Ownership, objs []client.Object) (Result, error) {
 	var res Result
+	plans := make([]*pending, len(objs))
+	errs := make([]error, len(objs))
+	workqueue.ParallelizeUntil(ctx, applyWorkers, len(objs), func(i int) {
+		plans[i], errs[i] = a.plan(ctx, cluster, reader, own, objs[i])
+	})
+	if err := firstError(ctx, errs); err != nil {
+		return res, err
+	}
 	var todo []pending
-	for _, obj := range objs {
-		gvk := obj.GetObjectKind().GroupVersionKind()
-		key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
-		u, err := unstructuredCopy(obj)
-		if err != nil {
-			return res, err
-		}
-		hash, err := contentHash(u)
-		if err != nil {
-			return res, err
-		}
-
-		found := &metav1.PartialObjectMetadata{}
-		found.SetGroupVersionKind(gvk)
-		err = reader.Get(ctx, client.ObjectKeyFromObject(obj), found)
-		switch {
-		case apierrors.IsNotFound(err):
-			found = nil
-		case err != nil:
-			return res, fmt.Errorf("reading %s %s: %w", gvk.Kind, obj.GetName(), err)
-		case found.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
-			return res, &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-		}
-		// The same test as the mirror's: the applier's memory, or after a restart the
-		// hash annotation and who changed the object since.
-		if found != nil && a.upToDate(key, hash, u, found) {
+	for _, p := range plans {
+		if p == nil {
 			res.Unchanged++
 			continue
 		}
-		todo = append(todo, pending{key: key, hash: hash, obj: u, create: found == nil})
+		todo = append(todo, *p)
 	}
 	if err := confirmAbsent(ctx, live, own, todo); err != nil {
 		return res, err
 	}
-	for _, p := range todo {
+	errs = make([]error, len(todo))
+	workqueue.ParallelizeUntil(ctx, applyWorkers, len(todo), func(i int) {
+		p := todo[i]
 		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj.DeepCopy()),
 			client.FieldOwner(FieldOwner), client.ForceOwnership, client.DryRunAll); err != nil {
-			return res, fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
+			errs[i] = fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
 		}
+	})
+	if err := firstError(ctx, errs); err != nil {
+		return res, err
 	}
-	for _, p := range todo {
-		if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return res, fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
+	// Written kind by kind in the order given, as Helm installs: the objects of one kind
+	// side by side, a kind only once the one before it is written (a Role before its
+	// RoleBinding, the ServiceAccount before the Deployment).
+	for start := 0; start < len(todo); {
+		end := start + 1
+		for end < len(todo) && todo[end].obj.GroupVersionKind() == todo[start].obj.GroupVersionKind() {
+			end++
 		}
-		a.remember(p.key, applied{p.hash, liveVersion(p.obj)})
-		res.Applied++
-		if p.create {
-			res.Created++
+		batch := todo[start:end]
+		errs := make([]error, len(batch))
+		written := make([]bool, len(batch))
+		workqueue.ParallelizeUntil(ctx, applyWorkers, len(batch), func(i int) {
+			p := batch[i]
+			if err := writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+				errs[i] = fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
+				return
+			}
+			a.remember(p.key, applied{p.hash, liveVersion(p.obj)}) // p.obj now holds the server's answer
+			written[i] = true
+		})
+		for i, p := range batch {
+			if written[i] {
+				res.Applied++
+				if p.create {
+					res.Created++
+				}
+			}
 		}
+		if err := firstError(ctx, errs); err != nil {
+			return res, err
+		}
+		start = end
 	}
 	return res, nil
+}
+
+// applyWorkers bounds the requests one Apply has in flight, so that the round trips to
+// a far cluster overlap instead of adding up.
+const applyWorkers = 8
+
+// plan reads one object's live metadata and returns the write it needs, nil when none.
+func (a *Applier) plan(ctx context.Context, cluster string, reader client.Reader, own Ownership, obj client.Object) (*pending, error) {
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
+	u, err := unstructuredCopy(obj)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := contentHash(u)
+	if err != nil {
+		return nil, err
+	}
+	found := &metav1.PartialObjectMetadata{}
+	found.SetGroupVersionKind(gvk)
+	err = reader.Get(ctx, client.ObjectKeyFromObject(obj), found)
+	switch {
+	case apierrors.IsNotFound(err):
+		found = nil
+	case err != nil:
+		return nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, obj.GetName(), err)
+	case found.GetLabels()[own.ManagedByKey] != own.ManagedByValue:
+		return nil, &NotOwnedError{Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	}
+	// The same test as the mirror's: the applier's memory, or after a restart the hash
+	// annotation and who changed the object since.
+	if found != nil && a.upToDate(key, hash, u, found) {
+		return nil, nil
+	}
+	return &pending{key: key, hash: hash, obj: u, create: found == nil}, nil
+}
+
+// firstError is the first of errs in order, or the context's error when it ended before
+// every item was done.
+func firstError(ctx context.Context, errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 func (a *Applier) remembered(key string) applied {

@@ -3,8 +3,11 @@ package apply
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,5 +151,71 @@ func TestMetadataOthersAddIsNotDrift(t *testing.T) {
 	}
 	if a.upToDate("k", hash, u, live(3, func(m *metav1.PartialObjectMetadata) { delete(m.Labels, "cluster") })) {
 		t.Error("a label of the operator's that was removed is not drift")
+	}
+}
+
+// TestApplyOverlapsRoundTrips: to a far cluster each request is a round trip, so Apply
+// sends its dry runs side by side, and its writes side by side within a kind, while a
+// kind is written only once the kind before it is (as Helm installs).
+func TestApplyOverlapsRoundTrips(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	var inFlight, maxDryRuns, maxWrites atomic.Int32
+	var mu sync.Mutex
+	var events []string // "start Kind" and "end Kind" of each write, in order
+	raise := func(max *atomic.Int32, n int32) {
+		for m := max.Load(); n > m && !max.CompareAndSwap(m, n); m = max.Load() {
+		}
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithReturnManagedFields().WithInterceptorFuncs(interceptor.Funcs{
+		Apply: func(ctx context.Context, cl client.WithWatch, obj runtime.ApplyConfiguration, o ...client.ApplyOption) error {
+			opts := &client.ApplyOptions{}
+			opts.ApplyOptions(o)
+			kind := obj.(interface{ GetKind() string }).GetKind()
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			if len(opts.DryRun) > 0 {
+				raise(&maxDryRuns, n)
+			} else {
+				raise(&maxWrites, n)
+				mu.Lock()
+				events = append(events, "start "+kind)
+				mu.Unlock()
+				defer func() { mu.Lock(); events = append(events, "end "+kind); mu.Unlock() }()
+			}
+			time.Sleep(30 * time.Millisecond) // a round trip
+			return cl.Apply(ctx, obj, o...)
+		},
+	}).Build()
+	objs := copiesNamed(4)
+	for i := range 4 {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i), Labels: testOwnership.Labels},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+		svc.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
+		objs = append(objs, svc)
+	}
+	res, err := New().Apply(context.Background(), "c2", c, c, c, testOwnership, objs)
+	if err != nil || res.Created != 8 {
+		t.Fatalf("Apply: %+v, %v", res, err)
+	}
+	if maxDryRuns.Load() < 8 {
+		t.Errorf("at most %d dry runs in flight, want all 8 side by side", maxDryRuns.Load())
+	}
+	if maxWrites.Load() < 4 {
+		t.Errorf("at most %d writes in flight, want the 4 of a kind side by side", maxWrites.Load())
+	}
+	lastConfigMapEnd, firstServiceStart := -1, len(events)
+	for i, e := range events {
+		if e == "end ConfigMap" {
+			lastConfigMapEnd = i
+		}
+		if e == "start Service" && i < firstServiceStart {
+			firstServiceStart = i
+		}
+	}
+	if firstServiceStart < lastConfigMapEnd {
+		t.Errorf("a Service was written before every ConfigMap was: %v", events)
 	}
 }
