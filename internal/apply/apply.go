@@ -250,11 +250,7 @@ const applyWorkers = 8
 func (a *Applier) plan(ctx context.Context, cluster string, reader client.Reader, own Ownership, obj client.Object) (*pending, error) {
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	key := memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())
-	u, err := unstructuredCopy(obj)
-	if err != nil {
-		return nil, err
-	}
-	hash, err := contentHash(u)
+	u, hash, err := hashedCopy(obj)
 	if err != nil {
 		return nil, err
 	}

@@ -119,11 +119,7 @@ func TestFreshApplierResendsNothingToIstiod(t *testing.T) {
 func TestMetadataOthersAddIsNotDrift(t *testing.T) {
 	a := New()
 	want := copyNamed("istiod", "v1")
-	u, err := unstructuredCopy(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := contentHash(u)
+	u, hash, err := hashedCopy(want)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,11 +73,7 @@ func (a *Applier) PlanEach(cluster string, live *Snapshot, own Ownership, objs [
 	p := &Plan{}
 	for _, obj := range objs {
 		gvk := obj.GetObjectKind().GroupVersionKind()
-		u, err := unstructuredCopy(obj)
-		if err != nil {
-			return nil, err
-		}
-		hash, err := contentHash(u)
+		u, hash, err := hashedCopy(obj)
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +109,17 @@ func unstructuredCopy(obj client.Object) (*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	return &unstructured.Unstructured{Object: content}, nil
+}
+
+// hashedCopy is obj as it is sent: an unstructured copy with its HashAnnotation, and
+// that hash.
+func hashedCopy(obj client.Object) (*unstructured.Unstructured, string, error) {
+	u, err := unstructuredCopy(obj)
+	if err != nil {
+		return nil, "", err
+	}
+	hash, err := contentHash(u)
+	return u, hash, err
 }
 
 // contentHash strips what the server sets, hashes the rest and records the hash in
