@@ -22,6 +22,7 @@ func main() {
 		metricsAddr string
 		probeAddr   string
 		leaderElect bool
+		leaseNS     string
 	)
 	flag.StringVar(&opts.Settings.Namespace, "control-plane-namespace", "istio-system",
 		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
@@ -38,6 +39,8 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the liveness and readiness probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")
+	flag.StringVar(&leaseNS, "leader-election-namespace", manager.DefaultLeaderElectionNamespace(),
+		"Namespace of the leader election lease: the operator's own (default: $POD_NAMESPACE, else the pod's service account namespace), never the control plane's.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,8 +58,8 @@ func main() {
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "remote-istiod-operator.istio.alibabacloud.com",
-		LeaderElectionNamespace: opts.Settings.Namespace,
+		LeaderElectionID:        manager.LeaderElectionID,
+		LeaderElectionNamespace: leaseNS,
 		// A replica that stops hands the lease over at once instead of making the
 		// other wait for it to expire.
 		LeaderElectionReleaseOnCancel: true,

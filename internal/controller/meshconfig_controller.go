@@ -38,7 +38,6 @@ type MeshConfigReconciler struct {
 // +kubebuilder:rbac:groups=istio.alibabacloud.com,resources=asmmeshconfigs/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=istio-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile keeps the finalizer and the aggregated status.
 func (r *MeshConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
-	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
 // ensureNamespace creates the control plane namespace when the cluster lacks it, and
@@ -60,19 +59,4 @@ func (r *ClusterReconciler) labelNetwork(ctx context.Context, w *clusterWork, ne
 		u.SetLabels(map[string]string{key: network})
 	}
 	return w.remote.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(networkFieldOwner), client.ForceOwnership)
-}
-
-func (r *ClusterReconciler) deleteOwnNamespace(ctx context.Context, w *clusterWork) error {
-	ns := &corev1.Namespace{}
-	err := w.remote.GetAPIReader().Get(ctx, types.NamespacedName{Name: r.Settings.Namespace}, ns)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if ns.Labels[render.ClusterIDLabel] != w.id || ns.Labels[render.ManagedByLabel] != render.ManagedByValue {
-		return nil // the namespace was there before the operator came
-	}
-	return client.IgnoreNotFound(w.remote.GetClient().Delete(ctx, ns, client.Preconditions{UID: &ns.UID}))
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -16,6 +19,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
+	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
@@ -79,7 +83,8 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	}
 	var left apply.PruneResult
 	if err == nil {
-		left, err = r.Applier.Prune(cleanCtx, w.id, secretsIn(r.Settings.Namespace, w.remote.GetAPIReader()), w.remote.GetClient(), own, allOwnedKinds(), nil)
+		// Not the CRDs: removeCRDs looks first whether others' objects need them.
+		left, err = r.Applier.Prune(cleanCtx, w.id, secretsIn(r.Settings.Namespace, w.remote.GetAPIReader()), w.remote.GetClient(), own, withoutCRDs(allOwnedKinds()), nil)
 	}
 	if errors.Is(err, errGatewaysRollingOut) {
 		w.set(v1beta1.ConditionReady, false, ReasonWaitingForGateways,
@@ -118,8 +123,25 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	if err := r.labelNetwork(cleanCtx, w, ""); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.deleteOwnNamespace(cleanCtx, w); err != nil {
+	kept, remaining, err := r.removeCRDs(cleanCtx, w)
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if remaining > 0 {
+		w.set(v1beta1.ConditionReady, false, ReasonRemoving, "removing Istio's CRDs from cluster %s", w.id)
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+	}
+	keptNamespace, err := r.deleteOwnNamespace(cleanCtx, w)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if keptNamespace != "" {
+		kept = append(kept, keptNamespace)
+	}
+	if len(kept) > 0 {
+		if res, wait, err := r.keptForOthers(ctx, w, kept); wait {
+			return res, err
+		}
 	}
 	// The copy goes last: until here a lost record can still be given back from it.
 	if err := r.deleteRecordCopy(ctx, w.id); err != nil {
@@ -132,8 +154,43 @@ func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork
 	return ctrl.Result{}, applyClusterStatus(ctx, r.Local, w.mc, w.id, nil)
 }
 
-// secretsIn lists Secrets only in namespace, where the operator keeps its own (and may
-// read them: docs/remote-permissions.md); other reads pass through.
+// keptForOthers reports what the removal left because others' objects need it. While
+// the ASMMeshConfig stays, the cluster's entry stays too and says so, and the removal
+// looks again every minute, finishing once those objects are gone; naming the cluster in
+// the abandon annotation drops the entry and leaves them for good. A deleted
+// ASMMeshConfig is not held up: an event says what stays.
+func (r *ClusterReconciler) keptForOthers(ctx context.Context, w *clusterWork, kept []string) (ctrl.Result, bool, error) {
+	what := strings.Join(kept, "; ")
+	if w.mc.DeletionTimestamp != nil {
+		r.event(w, corev1.EventTypeWarning, ReasonForeignObjects, "removed istiod from cluster %s but left, because objects the operator did not create need them: %s", w.id, what)
+		return ctrl.Result{}, false, nil
+	}
+	// istiod and the switch are gone: nothing but what is named here is left there.
+	if err := r.deleteRecordCopy(ctx, w.id); err != nil {
+		return ctrl.Result{}, true, err
+	}
+	w.status.AppliedHash, w.status.SwitchedAt, w.status.IntermediateCAExpiresAt = "", nil, nil
+	w.status.GatewaysRestarted, w.status.ReadyReplicas, w.status.DesiredReplicas = nil, 0, 0
+	r.reportOnce(w, ReasonForeignObjects, "removed istiod from cluster %s and gave injection back, but left, because objects the operator did not create "+
+		"need them: %s. It deletes them once those objects are gone; name the cluster in the ASMMeshConfig's annotation %s to leave them for good",
+		w.id, what, v1beta1.AbandonClustersAnnotation)
+	return ctrl.Result{RequeueAfter: time.Minute}, true, applyClusterStatus(ctx, r.Local, w.mc, w.id, &w.status)
+}
+
+// withoutCRDs drops the CRD kind from kinds.
+func withoutCRDs(kinds []schema.GroupVersionKind) []schema.GroupVersionKind {
+	var out []schema.GroupVersionKind
+	for _, gvk := range kinds {
+		if gvk != mirror.CRDGVK {
+			out = append(out, gvk)
+		}
+	}
+	return out
+}
+
+// secretsIn lists the kinds the operator keeps only in namespace (controlPlaneOnlyKinds)
+// only there, where its identity may list them (docs/remote-permissions.md); other reads
+// pass through.
 func secretsIn(namespace string, reader client.Reader) client.Reader {
 	return namespacedSecrets{Reader: reader, namespace: namespace}
 }
@@ -144,8 +201,13 @@ type namespacedSecrets struct {
 }
 
 func (n namespacedSecrets) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	if gvk := list.GetObjectKind().GroupVersionKind(); gvk.Group == "" && gvk.Kind == "SecretList" {
-		opts = append(opts, client.InNamespace(n.namespace))
+	gvk := list.GetObjectKind().GroupVersionKind()
+	for _, obj := range controlPlaneOnlyKinds {
+		if kinds, _, err := scheme.Scheme.ObjectKinds(obj); err == nil && len(kinds) == 1 &&
+			kinds[0].Group == gvk.Group && kinds[0].Kind+"List" == gvk.Kind {
+			opts = append(opts, client.InNamespace(n.namespace))
+			break
+		}
 	}
 	return n.Reader.List(ctx, list, opts...)
 }

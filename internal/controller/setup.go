@@ -6,6 +6,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -39,14 +41,25 @@ func RemoteClusterOptions(scheme *runtime.Scheme, namespace string) []cluster.Op
 		o.Cache = cache.Options{
 			Scheme:               scheme,
 			DefaultLabelSelector: labels.SelectorFromSet(labels.Set{render.ManagedByLabel: render.ManagedByValue}),
-			// The operator's Secrets (cacerts, distributed remote secrets) live in the
-			// control plane namespace; its identity may read Secrets only there.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}},
-			},
+			ByObject:             controlPlaneOnly(namespace),
 		}
 		o.Client = client.Options{Cache: &client.CacheOptions{Unstructured: false}}
 	}}
+}
+
+// controlPlaneOnlyKinds are the kinds the operator writes only in the control plane
+// namespace (Secrets: cacerts and distributed remote secrets; istiod's ConfigMaps,
+// ServiceAccount, Role, RoleBinding and PodDisruptionBudget; the switch record): its
+// identity may list and watch them only there (config/remote).
+var controlPlaneOnlyKinds = []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{},
+	&rbacv1.Role{}, &rbacv1.RoleBinding{}, &policyv1.PodDisruptionBudget{}}
+
+func controlPlaneOnly(namespace string) map[client.Object]cache.ByObject {
+	out := map[client.Object]cache.ByObject{}
+	for _, obj := range controlPlaneOnlyKinds {
+		out[obj] = cache.ByObject{Namespaces: map[string]cache.Config{namespace: {}}}
+	}
+	return out
 }
 
 // SetupWithManager registers both controllers.

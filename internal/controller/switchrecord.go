@@ -18,7 +18,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/switching"
 )
 
-// +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch;create;update;delete
 
 // Reasons about the switch record.
 const (

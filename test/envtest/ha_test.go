@@ -21,8 +21,8 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 )
 
-// leaseName is the leader election lease of cmd/main.go.
-const leaseName = "remote-istiod-operator.istio.alibabacloud.com"
+// leaseName is the leader election lease of cmd/main.go, in the operator's own namespace.
+const leaseName = manager.LeaderElectionID
 
 // The replicas' lease is short enough for a test.
 const (
@@ -37,7 +37,7 @@ func replicaOptions(cfg *rest.Config, identity string) (manager.Options, error) 
 	opts := operatorOptions()
 	opts.Manager.LeaderElection = true
 	opts.Manager.LeaderElectionID = leaseName
-	opts.Manager.LeaderElectionNamespace = ns
+	opts.Manager.LeaderElectionNamespace = operatorNS
 	opts.Manager.LeaderElectionReleaseOnCancel = true
 	opts.Manager.LeaseDuration = ptrTo(leaseDuration)
 	opts.Manager.RenewDeadline = ptrTo(3 * time.Second)
@@ -52,7 +52,7 @@ func replicaOptions(cfg *rest.Config, identity string) (manager.Options, error) 
 		return opts, err
 	}
 	opts.Manager.LeaderElectionResourceLockInterface = &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: leaseName},
+		LeaseMeta:  metav1.ObjectMeta{Namespace: operatorNS, Name: leaseName},
 		Client:     coord,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
@@ -62,7 +62,7 @@ func replicaOptions(cfg *rest.Config, identity string) (manager.Options, error) 
 // leaseHolder is the identity holding the leader election lease, "" when none.
 func leaseHolder() string {
 	lease := &coordinationv1.Lease{}
-	if err := mesh.Get(ctx(), types.NamespacedName{Namespace: ns, Name: leaseName}, lease); err != nil {
+	if err := mesh.Get(ctx(), types.NamespacedName{Namespace: operatorNS, Name: leaseName}, lease); err != nil {
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "reading the lease: %v", err)
 		return ""
 	}

@@ -39,6 +39,10 @@ import (
 
 const ns = "istio-system"
 
+// operatorNS is the operator's own namespace in the mesh cluster, as config/rbac has it:
+// its leader election lease lives there.
+const operatorNS = "remote-istiod-operator-system"
+
 var (
 	scheme  = runtime.NewScheme()
 	meshEnv *envtest.Environment
@@ -89,6 +93,7 @@ var _ = BeforeSuite(func() {
 	mesh, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(mesh.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	Expect(mesh.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}})).To(Succeed())
 	meshCA = catest.MeshCACerts(365 * 24 * time.Hour)
 	rememberSecret(meshCA["ca-key.pem"])
 	Expect(mesh.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: ns}, Data: meshCA})).To(Succeed())

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
+	operator "github.com/meshfleet/remote-istiod-operator/internal/manager"
 )
 
 const crdName = "asmmeshconfigs.istio.alibabacloud.com"
@@ -143,7 +144,15 @@ func expectOperatorRights(ctx context.Context, t *testing.T, c client.Client, in
 		{authorizationv1.ResourceAttributes{Group: "istio.alibabacloud.com", Resource: "asmmeshconfigs", Subresource: "status", Verb: "patch"}, true},
 		{authorizationv1.ResourceAttributes{Group: "networking.istio.io", Resource: "virtualservices", Verb: "list"}, true},
 		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Resource: "secrets", Verb: "watch"}, true},
-		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Group: "coordination.k8s.io", Resource: "leases", Verb: "update"}, true},
+		// The leader lease: the operator's own, by name, in its own namespace; never
+		// istiod's leases in the control plane namespace.
+		{authorizationv1.ResourceAttributes{Namespace: operatorNS, Group: "coordination.k8s.io", Resource: "leases", Name: operator.LeaderElectionID, Verb: "update"}, true},
+		{authorizationv1.ResourceAttributes{Namespace: operatorNS, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"}, true},
+		{authorizationv1.ResourceAttributes{Namespace: operatorNS, Group: "coordination.k8s.io", Resource: "leases", Name: "someone-else", Verb: "update"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: operatorNS, Group: "coordination.k8s.io", Resource: "leases", Verb: "list"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Group: "coordination.k8s.io", Resource: "leases", Name: "istio-leader", Verb: "update"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Group: "coordination.k8s.io", Resource: "leases", Verb: "create"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Resource: "configmaps", Verb: "patch"}, false},
 		{authorizationv1.ResourceAttributes{Namespace: "default", Resource: "secrets", Verb: "get"}, false},
 		{authorizationv1.ResourceAttributes{Namespace: "istio-system", Resource: "secrets", Verb: "delete"}, false},
 	} {

@@ -88,9 +88,9 @@ func TestChartDefaults(t *testing.T) {
 	if got := manager.Resources.Requests[corev1.ResourceMemory]; got.Cmp(resource.MustParse("128Mi")) != 0 {
 		t.Errorf("memory request %s, want 128Mi", got.String())
 	}
-	if role := find(t, objs, "Role"); role.GetNamespace() != "istio-system" {
-		t.Errorf("Role in %q, want istio-system", role.GetNamespace())
-	}
+	findIn(t, objs, "Role", "istio-system")
+	findIn(t, objs, "Role", operatorNS) // the leader election lease's
+	expectPodNamespaceEnv(t, manager)
 	if kinds := kindsOf(objs); slices.Contains(kinds, "ServiceMonitor") {
 		t.Error("a ServiceMonitor is rendered although serviceMonitor.enabled is false")
 	}
@@ -130,9 +130,8 @@ func TestChartCustomValues(t *testing.T) {
 	expectHardened(t, pod)
 	expectProbes(t, manager)
 	for _, kind := range []string{"Role", "RoleBinding"} {
-		if o := find(t, objs, kind); o.GetNamespace() != "mesh-system" {
-			t.Errorf("%s in %q, want the control plane namespace mesh-system", kind, o.GetNamespace())
-		}
+		findIn(t, objs, kind, "mesh-system") // the control plane namespace's
+		findIn(t, objs, kind, operatorNS)    // the leader election lease's
 	}
 
 	monitor := find(t, objs, "ServiceMonitor")
@@ -153,26 +152,30 @@ func TestChartCustomValues(t *testing.T) {
 }
 
 // TestChartRBACIsGenerated checks that the chart grants exactly the rules controller-gen
-// writes to config/rbac/role.yaml, bound to the chart's ServiceAccount.
+// writes to config/rbac/role.yaml, bound to the chart's ServiceAccount: the ClusterRole,
+// the Role of the control plane namespace and the leader election Role of the operator's
+// own namespace.
 func TestChartRBACIsGenerated(t *testing.T) {
 	generated := readObjects(t, "../../config/rbac/role.yaml")
 	objs := helmTemplate(t, valuesFrom(t, "controlPlaneNamespace: mesh-system"))
-	for _, kind := range []string{"ClusterRole", "Role"} {
-		want := as[rbacv1.ClusterRole](t, find(t, generated, kind)).Rules
-		got := as[rbacv1.ClusterRole](t, find(t, objs, kind)).Rules
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%s rules differ from config/rbac/role.yaml (-generated +chart):\n%s", kind, diff)
-		}
-	}
 	sa := find(t, objs, "ServiceAccount")
-	for binding, role := range map[string]string{"ClusterRoleBinding": "ClusterRole", "RoleBinding": "Role"} {
-		b := as[rbacv1.RoleBinding](t, find(t, objs, binding))
+	for _, r := range []struct{ kind, binding, generatedNS, chartNS string }{
+		{"ClusterRole", "ClusterRoleBinding", "", ""},
+		{"Role", "RoleBinding", "istio-system", "mesh-system"},
+		{"Role", "RoleBinding", operatorNS, operatorNS},
+	} {
+		role := findIn(t, objs, r.kind, r.chartNS)
+		want := as[rbacv1.ClusterRole](t, findIn(t, generated, r.kind, r.generatedNS)).Rules
+		if diff := cmp.Diff(want, as[rbacv1.ClusterRole](t, role).Rules); diff != "" {
+			t.Errorf("%s rules in %q differ from config/rbac/role.yaml (-generated +chart):\n%s", r.kind, r.chartNS, diff)
+		}
+		b := as[rbacv1.RoleBinding](t, findIn(t, objs, r.binding, r.chartNS))
 		wantSubject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.GetName(), Namespace: operatorNS}}
 		if diff := cmp.Diff(wantSubject, b.Subjects); diff != "" {
-			t.Errorf("%s subjects (-want +got):\n%s", binding, diff)
+			t.Errorf("%s subjects (-want +got):\n%s", r.binding, diff)
 		}
-		if b.RoleRef.Kind != role || b.RoleRef.Name != find(t, objs, role).GetName() {
-			t.Errorf("%s refers to %s %s", binding, b.RoleRef.Kind, b.RoleRef.Name)
+		if b.RoleRef.Kind != r.kind || b.RoleRef.Name != role.GetName() {
+			t.Errorf("%s in %q refers to %s %s", r.binding, r.chartNS, b.RoleRef.Kind, b.RoleRef.Name)
 		}
 	}
 }

@@ -3,6 +3,8 @@
 package install
 
 import (
+	operator "github.com/meshfleet/remote-istiod-operator/internal/manager"
+
 	"bytes"
 	"errors"
 	"io"
@@ -130,6 +132,18 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind string) *unstruc
 	return found[0]
 }
 
+// findIn returns the only object of kind in namespace.
+func findIn(t *testing.T, objs []*unstructured.Unstructured, kind, namespace string) *unstructured.Unstructured {
+	t.Helper()
+	var inNamespace []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetNamespace() == namespace {
+			inNamespace = append(inNamespace, o)
+		}
+	}
+	return find(t, inNamespace, kind)
+}
+
 // as converts an unstructured object into its typed form.
 func as[T any](t *testing.T, u *unstructured.Unstructured) *T {
 	t.Helper()
@@ -153,6 +167,18 @@ func kindsOf(objs []*unstructured.Unstructured) []string {
 
 func hasFlag(arg, flag string) bool {
 	return arg == flag || strings.HasPrefix(arg, flag+"=")
+}
+
+// expectPodNamespaceEnv checks that the manager learns its own namespace, where its
+// leader election lease lives, from the downward API.
+func expectPodNamespaceEnv(t *testing.T, c corev1.Container) {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == operator.PodNamespaceEnv && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace" {
+			return
+		}
+	}
+	t.Errorf("manager env %v lacks %s from metadata.namespace", c.Env, operator.PodNamespaceEnv)
 }
 
 // expectHardened checks the security settings both install methods must give the manager.

@@ -46,16 +46,16 @@ func TestKustomizeDeploysWhatTheChartDoes(t *testing.T) {
 		t.Errorf("manager pods differ (-chart +kustomize):\n%s", diff)
 	}
 
-	for _, kind := range []string{"ClusterRole", "Role"} {
-		if diff := cmp.Diff(as[rbacv1.ClusterRole](t, find(t, charted, kind)).Rules,
-			as[rbacv1.ClusterRole](t, find(t, kustomized, kind)).Rules); diff != "" {
-			t.Errorf("%s rules differ (-chart +kustomize):\n%s", kind, diff)
+	for _, r := range []struct{ kind, binding, namespace string }{
+		{"ClusterRole", "ClusterRoleBinding", ""}, {"Role", "RoleBinding", "istio-system"}, {"Role", "RoleBinding", operatorNS},
+	} {
+		if diff := cmp.Diff(as[rbacv1.ClusterRole](t, findIn(t, charted, r.kind, r.namespace)).Rules,
+			as[rbacv1.ClusterRole](t, findIn(t, kustomized, r.kind, r.namespace)).Rules); diff != "" {
+			t.Errorf("%s rules in %q differ (-chart +kustomize):\n%s", r.kind, r.namespace, diff)
 		}
-	}
-	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
-		h, k := as[rbacv1.RoleBinding](t, find(t, charted, kind)), as[rbacv1.RoleBinding](t, find(t, kustomized, kind))
+		h, k := as[rbacv1.RoleBinding](t, findIn(t, charted, r.binding, r.namespace)), as[rbacv1.RoleBinding](t, findIn(t, kustomized, r.binding, r.namespace))
 		if diff := cmp.Diff([]any{h.RoleRef, h.Subjects}, []any{k.RoleRef, k.Subjects}); diff != "" {
-			t.Errorf("%s differs (-chart +kustomize):\n%s", kind, diff)
+			t.Errorf("%s in %q differs (-chart +kustomize):\n%s", r.binding, r.namespace, diff)
 		}
 	}
 	if diff := cmp.Diff(as[corev1.Service](t, find(t, charted, "Service")).Spec.Ports,

@@ -22,20 +22,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-The rules of one kind (ClusterRole or Role) from files/role.yaml, which `make manifests`
-copies from the generated config/rbac/role.yaml so that the chart's RBAC never drifts.
+The rules of one role from files/role.yaml, which `make manifests` copies from the
+generated config/rbac/role.yaml so that the chart's RBAC never drifts: the ClusterRole,
+or the Role generated for a namespace ("istio-system": the control plane's;
+"remote-istiod-operator-system": the operator's own, where its leader lease lives).
 */}}
 {{- define "remote-istiod-operator.generatedRules" -}}
 {{- $kind := .kind -}}
+{{- $namespace := .namespace | default "" -}}
 {{- $rules := list -}}
 {{- range regexSplit "(?m)^---\\s*$" (.root.Files.Get "files/role.yaml") -1 -}}
 {{- $doc := fromYaml . -}}
-{{- if eq (get $doc "kind") $kind -}}
+{{- if and (eq (get $doc "kind") $kind) (eq (get (get $doc "metadata" | default dict) "namespace" | default "") $namespace) -}}
 {{- $rules = $doc.rules -}}
 {{- end -}}
 {{- end -}}
 {{- if not $rules -}}
-{{- fail (printf "files/role.yaml has no %s rules" $kind) -}}
+{{- fail (printf "files/role.yaml has no %s rules for namespace %q" $kind $namespace) -}}
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}
