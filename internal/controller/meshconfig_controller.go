@@ -125,8 +125,9 @@ func aggregate(mc *v1beta1.ASMMeshConfig) aggregatedStatus {
 			continue
 		}
 		switch ready := meta.FindStatusCondition(cs.Conditions, v1beta1.ConditionReady); {
-		case ready != nil && ready.Reason == ReasonAbandoned:
-			// A person gave the cluster up; its entry only says what was left there.
+		case ready != nil && (ready.Reason == ReasonAbandoned || ready.Reason == ReasonForeignObjects):
+			// A person gave the cluster up, or only others' objects hold what is left
+			// there; the entry only says what that is.
 		case ready != nil && stalledReasons[ready.Reason]:
 			stalled = append(stalled, problem{cs.ClusterID, ready.Reason, ready.Message})
 		default:

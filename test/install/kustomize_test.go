@@ -1,6 +1,8 @@
 package install
 
 import (
+	"slices"
+	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -8,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/mirror"
 )
 
 // TestKustomizeDeploysWhatTheChartDoes compares config/default with the chart's defaults
@@ -103,5 +107,37 @@ func TestRemoteRBACBindsItsServiceAccount(t *testing.T) {
 		if !bound[r] {
 			t.Errorf("%s is not bound", r)
 		}
+	}
+}
+
+// TestRemoteRBACNamesIstiosCRDs: config/remote lets the operator change and delete only
+// the CRDs it installs, Istio's (internal/mirror/crds), by name.
+func TestRemoteRBACNamesIstiosCRDs(t *testing.T) {
+	var want []string
+	for _, crd := range mirror.CRDs() {
+		want = append(want, crd.GetName())
+	}
+	sort.Strings(want)
+	role := as[rbacv1.ClusterRole](t, find(t, kustomizeBuildDir(t, "remote"), "ClusterRole"))
+	found := false
+	for _, r := range role.Rules {
+		if !slices.Contains(r.Resources, "customresourcedefinitions") {
+			continue
+		}
+		if len(r.ResourceNames) == 0 {
+			if slices.ContainsFunc(r.Verbs, func(v string) bool { return v == "patch" || v == "update" || v == "delete" || v == "*" }) {
+				t.Errorf("CRDs may be %v by any name", r.Verbs)
+			}
+			continue
+		}
+		found = true
+		names := slices.Clone(r.ResourceNames)
+		sort.Strings(names)
+		if diff := cmp.Diff(want, names); diff != "" {
+			t.Errorf("the CRDs config/remote names differ from Istio's the operator installs (-mirror +config/remote):\n%s", diff)
+		}
+	}
+	if !found {
+		t.Error("config/remote names no CRDs")
 	}
 }
