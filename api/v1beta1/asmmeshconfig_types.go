@@ -30,7 +30,8 @@ type ASMMeshConfigSpec struct {
 	// cluster's Istio gateways once. Until then injection stays with the mesh control
 	// plane. Removing an entry switches injection back to the mesh control plane,
 	// restarts the gateways once more and deletes everything the operator created in
-	// that cluster. A cluster that cannot be reached holds its removal, retried with
+	// that cluster, but for an Istio CRD or the control plane namespace that objects
+	// others created need (reason ForeignObjects, until they are gone). A cluster that cannot be reached holds its removal, retried with
 	// backoff and reported in its status entry, until it answers; one that is gone for
 	// good can be given up with the annotation istio.alibabacloud.com/abandon-clusters.
 	// If its remote secret is gone, nothing can be deleted there: the status entry says

@@ -206,8 +206,21 @@ func (r *ClusterReconciler) grantReader(ctx context.Context, w *clusterWork, oth
 		}
 		o.GetObjectKind().SetGroupVersionKind(gvk)
 	}
-	if _, err := r.Applier.Apply(ctx, other+"/reader-for/"+w.id, state.Cluster.GetClient(), state.Cluster.GetAPIReader(), state.Cluster.GetClient(), own, objs); err != nil {
-		return nil, err
+	// The binding after its role exists: the operator may bind only istiod's roles by
+	// name, so the API server checks the role's rules against its own, and a dry run of
+	// both at once would find no role to check.
+	var roles, bindings []client.Object
+	for _, o := range objs {
+		if o.GetObjectKind().GroupVersionKind().Kind == "ClusterRoleBinding" {
+			bindings = append(bindings, o)
+		} else {
+			roles = append(roles, o)
+		}
+	}
+	for _, batch := range [][]client.Object{roles, bindings} {
+		if _, err := r.Applier.Apply(ctx, other+"/reader-for/"+w.id, state.Cluster.GetClient(), state.Cluster.GetAPIReader(), state.Cluster.GetClient(), own, batch); err != nil {
+			return nil, err
+		}
 	}
 
 	existing := &corev1.Secret{}
