@@ -53,7 +53,9 @@ var _ = Describe("the removal next to others' objects", Ordered, func() {
 	It("keeps an Istio CRD while others' resources of its kind exist, and the namespace it created while others' objects are in it", func() {
 		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
 			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{id: entry(1)}}})).To(Succeed())
-		Eventually(func() error { return rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, &appsv1.Deployment{}) }).Should(Succeed())
+		Eventually(func() error {
+			return rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, &appsv1.Deployment{})
+		}).Should(Succeed())
 		rc.markAvailable()
 		Eventually(func() string { return clusterCondition(id, v1beta1.ConditionSwitched) }).Should(Equal("True/" + controller.ReasonSwitched))
 		// Somebody writes a VirtualService of their own in the data-plane cluster.
