@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -63,26 +65,64 @@ func (c *Cluster) UserWithRoles(ctx context.Context, user string, rbacManifest [
 		return nil, err
 	}
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	for _, role := range roles {
-		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
-		meta := metav1.ObjectMeta{Name: role.GetName(), Namespace: role.GetNamespace()}
-		var binding client.Object
-		switch role.GetKind() {
-		case "ClusterRole":
-			binding = &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}
-		case "Role":
-			binding = &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}
-		default:
-			return nil, fmt.Errorf("the RBAC manifest holds a %s, not a role", role.GetKind())
-		}
-		if err := c.Client.Create(ctx, role); err != nil {
-			return nil, fmt.Errorf("creating %s %s: %w", role.GetKind(), role.GetName(), err)
-		}
-		if err := c.Client.Create(ctx, binding); err != nil {
-			return nil, fmt.Errorf("binding %s %s: %w", role.GetKind(), role.GetName(), err)
-		}
+	if err := grant(ctx, c.Client, roles, subjects); err != nil {
+		return nil, err
 	}
 	return c.Kubeconfig(user)
+}
+
+// Bind binds a Role or ClusterRole to subjects, with a binding named after the role and
+// the first subject (a role of Istio's chart may have a binding of its name already).
+func Bind(ctx context.Context, c client.Client, role client.Object, subjects []rbacv1.Subject) error {
+	kind := role.GetObjectKind().GroupVersionKind().Kind
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: role.GetName()}
+	meta := metav1.ObjectMeta{Name: role.GetName() + "-" + subjects[0].Name, Namespace: role.GetNamespace()}
+	var binding client.Object
+	switch kind {
+	case "ClusterRole":
+		binding = &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}
+	case "Role":
+		binding = &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}
+	default:
+		return fmt.Errorf("the RBAC manifest holds a %s, not a role", kind)
+	}
+	if err := c.Create(ctx, binding); err != nil {
+		return fmt.Errorf("binding %s %s: %w", kind, role.GetName(), err)
+	}
+	return nil
+}
+
+// GrantFile creates the roles of an RBAC manifest file (config/rbac, config/remote) and
+// binds each to subjects.
+func GrantFile(ctx context.Context, c client.Client, path string, subjects []rbacv1.Subject) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	roles, err := DecodeManifests(raw)
+	if err != nil {
+		return err
+	}
+	return grant(ctx, c, roles, subjects)
+}
+
+func grant(ctx context.Context, c client.Client, roles []*unstructured.Unstructured, subjects []rbacv1.Subject) error {
+	for _, role := range roles {
+		// A Role lives in its namespace (the operator's own, for its leader lease), which
+		// the installation creates first.
+		if ns := role.GetNamespace(); ns != "" {
+			if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); client.IgnoreAlreadyExists(err) != nil {
+				return fmt.Errorf("creating namespace %s: %w", ns, err)
+			}
+		}
+		if err := c.Create(ctx, role); err != nil {
+			return fmt.Errorf("creating %s %s: %w", role.GetKind(), role.GetName(), err)
+		}
+		if err := Bind(ctx, c, role, subjects); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Create creates every object of a YAML manifest, as kubectl create -f does.

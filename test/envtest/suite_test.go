@@ -5,9 +5,7 @@ package envtest
 import (
 	"context"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,11 +25,11 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
+	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
@@ -236,35 +233,7 @@ const remoteOperatorGroup = "remote-istiod-operator"
 // to remoteOperatorGroup.
 func (rc *remoteCluster) grantRemoteRBAC() {
 	subjects := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: remoteOperatorGroup}}
-	for _, u := range yamlDocs(filepath.Join("..", "..", "config", "remote", "role.yaml")) {
-		Expect(rc.client.Create(ctx(), u)).To(Succeed())
-		bind(rc.client, u, subjects)
-	}
-}
-
-func yamlDocs(path string) []*unstructured.Unstructured {
-	raw, err := os.ReadFile(path)
-	Expect(err).NotTo(HaveOccurred())
-	var out []*unstructured.Unstructured
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		u := &unstructured.Unstructured{}
-		Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
-// bind binds a ClusterRole or Role to subjects, under the role's name.
-func bind(c client.Client, role *unstructured.Unstructured, subjects []rbacv1.Subject) {
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
-	meta := metav1.ObjectMeta{Name: role.GetName(), Namespace: role.GetNamespace()}
-	if role.GetKind() == "ClusterRole" {
-		Expect(c.Create(ctx(), &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
-	} else {
-		Expect(c.Create(ctx(), &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects})).To(Succeed())
-	}
+	Expect(localmesh.GrantFile(ctx(), rc.client, filepath.Join("..", "..", "config", "remote", "role.yaml"), subjects)).To(Succeed())
 }
 
 // restrictedOperatorConfig installs config/rbac's generated roles in the mesh cluster,
@@ -273,10 +242,7 @@ func bind(c client.Client, role *unstructured.Unstructured, subjects []rbacv1.Su
 func restrictedOperatorConfig() *rest.Config {
 	const user = "remote-istiod-operator"
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	for _, u := range yamlDocs(filepath.Join("..", "..", "config", "rbac", "role.yaml")) {
-		Expect(mesh.Create(ctx(), u)).To(Succeed())
-		bind(mesh, u, subjects)
-	}
+	Expect(localmesh.GrantFile(ctx(), mesh, filepath.Join("..", "..", "config", "rbac", "role.yaml"), subjects)).To(Succeed())
 	u, err := meshEnv.AddUser(envtest.User{Name: user}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	return u.Config()

@@ -32,7 +32,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
@@ -40,6 +39,7 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/farlink"
 	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
+	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
@@ -160,14 +160,15 @@ func (b *bench) setupData(t *testing.T, meshCA ca.Bundle) {
 	for _, o := range profile {
 		create(t, b.data, o)
 		if o.GetKind() == "ClusterRole" && strings.HasPrefix(o.GetName(), "istio-reader") {
-			bind(t, b.data, o, subjects)
+			if err := localmesh.Bind(ctx(), b.data, o, subjects); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	create(t, b.data, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: ns},
 		Data: map[string]string{"root-cert.pem": string(meshCA[ca.RootCert])}})
-	for _, u := range yamlDocs(t, filepath.Join("..", "..", "config", "remote", "role.yaml")) {
-		create(t, b.data, u)
-		bind(t, b.data, u, subjects)
+	if err := localmesh.GrantFile(ctx(), b.data, filepath.Join("..", "..", "config", "remote", "role.yaml"), subjects); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -375,35 +376,6 @@ func create(t *testing.T, c client.Client, obj client.Object) {
 	t.Helper()
 	if err := c.Create(ctx(), obj); err != nil {
 		t.Fatalf("creating %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
-	}
-}
-
-func yamlDocs(t *testing.T, path string) []*unstructured.Unstructured {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*unstructured.Unstructured
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
-// bind binds a ClusterRole or Role to subjects, under the role's name.
-func bind(t *testing.T, c client.Client, role *unstructured.Unstructured, subjects []rbacv1.Subject) {
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
-	m := metav1.ObjectMeta{Name: role.GetName() + "-" + remoteGroup, Namespace: role.GetNamespace()}
-	if role.GetKind() == "ClusterRole" {
-		create(t, c, &rbacv1.ClusterRoleBinding{ObjectMeta: m, RoleRef: ref, Subjects: subjects})
-	} else {
-		create(t, c, &rbacv1.RoleBinding{ObjectMeta: m, RoleRef: ref, Subjects: subjects})
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -34,13 +33,13 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
 	"github.com/meshfleet/remote-istiod-operator/internal/ca/catest"
 	"github.com/meshfleet/remote-istiod-operator/internal/istiochart"
 	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
+	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
@@ -303,41 +302,11 @@ func startManager(t *testing.T, e *env, cfg *rest.Config) {
 	})
 }
 
-func yamlDocs(t *testing.T, path string) []*unstructured.Unstructured {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*unstructured.Unstructured
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
-// bind binds a ClusterRole or Role to subjects, under the role's name.
-func bind(t *testing.T, c client.Client, role *unstructured.Unstructured, subjects []rbacv1.Subject) {
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
-	m := metav1.ObjectMeta{Name: role.GetName(), Namespace: role.GetNamespace()}
-	if role.GetKind() == "ClusterRole" {
-		create(t, c, &rbacv1.ClusterRoleBinding{ObjectMeta: m, RoleRef: ref, Subjects: subjects})
-	} else {
-		create(t, c, &rbacv1.RoleBinding{ObjectMeta: m, RoleRef: ref, Subjects: subjects})
-	}
-}
-
 // grantRemoteRBAC gives the remote secret's identity config/remote's rights.
 func grantRemoteRBAC(t *testing.T, c client.Client) {
 	subjects := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: remoteOperatorGroup}}
-	for _, u := range yamlDocs(t, filepath.Join("..", "..", "config", "remote", "role.yaml")) {
-		create(t, c, u)
-		bind(t, c, u, subjects)
+	if err := localmesh.GrantFile(ctx(), c, filepath.Join("..", "..", "config", "remote", "role.yaml"), subjects); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -346,9 +315,8 @@ func grantRemoteRBAC(t *testing.T, c client.Client) {
 func restrictedOperatorConfig(t *testing.T, e *env) *rest.Config {
 	const user = "remote-istiod-operator"
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	for _, u := range yamlDocs(t, filepath.Join("..", "..", "config", "rbac", "role.yaml")) {
-		create(t, e.mesh, u)
-		bind(t, e.mesh, u, subjects)
+	if err := localmesh.GrantFile(ctx(), e.mesh, filepath.Join("..", "..", "config", "rbac", "role.yaml"), subjects); err != nil {
+		t.Fatal(err)
 	}
 	u, err := e.meshEnv.AddUser(envtest.User{Name: user}, nil)
 	if err != nil {
