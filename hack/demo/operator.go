@@ -19,6 +19,10 @@ import (
 // operatorUser is who the operator authenticates as in the mesh cluster.
 const operatorUser = "remote-istiod-operator"
 
+// operatorNamespace is the operator's own namespace in config/default, where
+// config/rbac grants it its leader lease.
+const operatorNamespace = "remote-istiod-operator-system"
+
 // buildManager builds the manager from ./cmd as the Makefile does.
 func buildManager(ctx context.Context, root, dir string) (string, error) {
 	binary := filepath.Join(dir, "manager")
@@ -71,6 +75,8 @@ func startOperator(ctx context.Context, root string, m *localmesh.Mesh, binary, 
 		"--kubeconfig", kubeconfigPath,
 		"--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", probeAddr,
+		// As installed: the lease in the operator's own namespace (config/rbac's Role).
+		"--leader-election-namespace", operatorNamespace,
 		"--zap-devel")
 	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
 	// Ctrl-C at the terminal must not reach the manager: the demo stops it in order,
