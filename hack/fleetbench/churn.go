@@ -25,15 +25,7 @@ func churn(ctx context.Context, f *fleet, n int, window time.Duration) (table, e
 	if err != nil {
 		return t, err
 	}
-	start := time.Now()
-	gen, err := f.setEntries(ctx, ids, 1)
-	if err != nil {
-		return t, err
-	}
-	if _, err := f.waitFor(ctx, start, ids, v1beta1.ConditionReady, gen); err != nil {
-		return t, err
-	}
-	c0, err := f.quiet(ctx)
+	c0, err := f.installQuiet(ctx, ids)
 	if err != nil {
 		return t, err
 	}
@@ -91,6 +83,21 @@ func churn(ctx context.Context, f *fleet, n int, window time.Duration) (table, e
 		return t, err
 	}
 	return t, f.waitRemoved(ctx)
+}
+
+// installQuiet gives the clusters ids a remote control plane of one replica, waits
+// until all are Ready and the operator has stopped sending requests, and returns
+// its request counts then: the figures measure from a settled fleet.
+func (f *fleet) installQuiet(ctx context.Context, ids []string) (requests, error) {
+	start := time.Now()
+	gen, err := f.setEntries(ctx, ids, 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.waitFor(ctx, start, ids, v1beta1.ConditionReady, gen); err != nil {
+		return nil, err
+	}
+	return f.quiet(ctx)
 }
 
 // quietFor is how long the operator's request counts must stay still to call it quiet.

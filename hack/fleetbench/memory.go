@@ -11,8 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/meshfleet/remote-istiod-operator/api/v1beta1"
 )
 
 // memory runs figure 4: the manager's heap and RSS with no cluster, with the mesh
@@ -48,16 +46,7 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 		if err := f.registerExactly(ctx, n); err != nil {
 			return t, err
 		}
-		ids := f.ids(n)
-		start := time.Now()
-		gen, err := f.setEntries(ctx, ids, 1)
-		if err != nil {
-			return t, err
-		}
-		if _, err := f.waitFor(ctx, start, ids, v1beta1.ConditionReady, gen); err != nil {
-			return t, err
-		}
-		if _, err := f.quiet(ctx); err != nil {
+		if _, err := f.installQuiet(ctx, f.ids(n)); err != nil {
 			return t, err
 		}
 		s, err := f.memorySample(ctx)
