@@ -71,7 +71,7 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	}
 	built := make(chan buildResult, 1)
 	go func() {
-		b, err := buildManager(ctx, root, tmp)
+		b, err := localmesh.BuildManager(ctx, root, tmp)
 		built <- buildResult{b, err}
 	}()
 	m, err := localmesh.Start(ctx, localmesh.Options{
@@ -108,15 +108,22 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	managerBinary := build.binary
 
 	out.step("Starting the operator (%s) in the mesh cluster, with the RBAC of config/rbac", managerBinary)
-	op, err := startOperator(ctx, root, m, managerBinary, tmp)
+	op, err := m.StartManager(ctx, localmesh.ManagerOptions{Root: root, Binary: managerBinary, Dir: tmp,
+		Args: []string{
+			// As installed: the lease in the operator's own namespace (config/rbac's Role).
+			"--leader-election-namespace", localmesh.OperatorNamespace,
+			// A console log for people, shown when the outcome is wrong.
+			"--zap-devel",
+		},
+		StopTimeout: 10 * time.Second})
 	if err != nil {
 		return err
 	}
 	defer func() {
 		out.line("stopping the operator")
-		err = errors.Join(err, op.stop())
+		err = errors.Join(err, op.Stop())
 	}()
-	out.line("ready; its log: %s", op.logPath)
+	out.line("ready; its log: %s", op.LogPath)
 
 	out.step("Applying config/samples")
 	wanted, err := applySamples(ctx, root, m)
@@ -152,14 +159,14 @@ func run(ctx context.Context, opts options, w io.Writer) (err error) {
 	if opts.once {
 		if outcome != nil {
 			out.step("The end of the operator's log")
-			out.lines(op.logTail(40))
+			out.lines(op.LogTail(40))
 			return fmt.Errorf("unexpected outcome: %w", outcome)
 		}
 		out.step("Outcome as expected")
 		return nil
 	}
 	if outcome != nil {
-		out.step("The outcome is not what it should be: %v; see the operator's log %s", outcome, op.logPath)
+		out.step("The outcome is not what it should be: %v; see the operator's log %s", outcome, op.LogPath)
 	}
 	if err := explore(m, tmp, out); err != nil {
 		return err

@@ -138,7 +138,7 @@ func run(ctx context.Context, o options) (err error) {
 	var binary string
 	go func() {
 		var err error
-		binary, err = buildManager(ctx, root, tmp)
+		binary, err = localmesh.BuildManager(ctx, root, tmp)
 		built <- err
 	}()
 	// On a busy machine an API server can take longer than envtest's default 20 s.
@@ -181,17 +181,17 @@ func run(ctx context.Context, o options) (err error) {
 	for _, dp := range m.DataPlanes {
 		go runStandIn(standIn, dp, say)
 	}
-	op, err := newOperator(ctx, root, m, binary, tmp)
+	// No leader election: one replica, and acquiring the lease would delay its start.
+	manager, err := m.StartManager(ctx, localmesh.ManagerOptions{Root: root, Binary: binary, Dir: tmp,
+		Args: []string{"--leader-elect=false"}})
 	if err != nil {
 		return err
 	}
-	if err := op.start(ctx); err != nil {
-		return err
-	}
+	op := &operator{manager}
 	defer func() {
-		err = errors.Join(err, op.stop())
+		err = errors.Join(err, op.Stop())
 		// The manager's log outlives the run, for a look at what limited a figure.
-		if raw, e := os.ReadFile(op.logPath); e == nil && os.MkdirAll(filepath.Join(root, "bin"), 0o755) == nil {
+		if raw, e := os.ReadFile(op.LogPath); e == nil && os.MkdirAll(filepath.Join(root, "bin"), 0o755) == nil {
 			err = errors.Join(err, os.WriteFile(filepath.Join(root, "bin", "fleetbench-manager.log"), raw, 0o644))
 		}
 	}()
@@ -213,7 +213,7 @@ func run(ctx context.Context, o options) (err error) {
 		figStart := time.Now()
 		t, err := fig.run()
 		if err != nil {
-			return fmt.Errorf("figure %s: %w (manager log: %s)", fig.id, err, op.logPath)
+			return fmt.Errorf("figure %s: %w (manager log: %s)", fig.id, err, op.LogPath)
 		}
 		t.Notes = append(t.Notes, fmt.Sprintf("This figure took %s.", time.Since(figStart).Round(time.Second)))
 		t.text(os.Stdout)

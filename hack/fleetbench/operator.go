@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -21,116 +15,16 @@ import (
 	"github.com/meshfleet/remote-istiod-operator/internal/localmesh"
 )
 
-// The manager runs as a child process built from ./cmd, as it ships: its CPU time,
-// RSS and heap are its own (the API servers and this program's polling are other
-// processes or not in it), it restarts like a pod, and its metrics endpoint gives the
-// client-side request counts (remote_istiod_operator_remote_requests_total for the
-// data-plane clusters, client-go's rest_client_requests_total for the mesh).
-type operator struct {
-	cmd         *exec.Cmd
-	metricsURL  string
-	logPath     string
-	exited      chan error
-	binary, dir string
-	kubeconfig  string
-}
-
-func buildManager(ctx context.Context, root, dir string) (string, error) {
-	binary := filepath.Join(dir, "manager")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the manager: %w\n%s", err, msg)
-	}
-	return binary, nil
-}
-
-// newOperator prepares the manager's identity in the mesh: a user bound to
-// config/rbac's roles, as the Helm chart binds its ServiceAccount.
-func newOperator(ctx context.Context, root string, m *localmesh.Mesh, binary, dir string) (*operator, error) {
-	roles, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	kubeconfig, err := m.Mesh.UserWithRoles(ctx, "remote-istiod-operator", roles)
-	if err != nil {
-		return nil, err
-	}
-	op := &operator{binary: binary, dir: dir, kubeconfig: filepath.Join(dir, "operator.kubeconfig"), logPath: filepath.Join(dir, "manager.log")}
-	return op, os.WriteFile(op.kubeconfig, kubeconfig, 0o600)
-}
-
-// start runs the manager and waits until it is ready; the log is appended to.
-func (op *operator) start(ctx context.Context) error {
-	metricsAddr, err := freeLocalAddress()
-	if err != nil {
-		return err
-	}
-	probeAddr, err := freeLocalAddress()
-	if err != nil {
-		return err
-	}
-	logFile, err := os.OpenFile(op.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = logFile.Close() }() // the child keeps its own descriptor
-	op.metricsURL = "http://" + metricsAddr + "/metrics"
-	op.exited = make(chan error, 1)
-	op.cmd = exec.Command(op.binary, "--kubeconfig", op.kubeconfig, "--leader-elect=false",
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr)
-	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
-	op.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is for this program
-	if err := op.cmd.Start(); err != nil {
-		return fmt.Errorf("starting the manager: %w", err)
-	}
-	go func() { op.exited <- op.cmd.Wait() }()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + probeAddr + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-op.exited:
-			op.exited <- err
-			return fmt.Errorf("the manager exited: %w (log: %s)", err, op.logPath)
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), op.stop())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return errors.Join(fmt.Errorf("the manager is not ready after a minute (log: %s)", op.logPath), op.stop())
-}
-
-// stop sends SIGTERM, as the kubelet would, and kills the manager after 30 s.
-func (op *operator) stop() error {
-	if op.cmd == nil {
-		return nil
-	}
-	defer func() { op.cmd = nil }()
-	if err := op.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case err := <-op.exited:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) && !exit.Exited() {
-			return nil
-		}
-		return err
-	case <-time.After(30 * time.Second):
-		_ = op.cmd.Process.Kill()
-		return errors.Join(errors.New("the manager did not stop within 30s; killed it"), <-op.exited)
-	}
-}
+// The manager runs as a child process (localmesh.Manager): its CPU time, RSS and
+// heap are its own (the API servers and this program's polling are other processes
+// or not in it), and its metrics endpoint gives the client-side request counts
+// (remote_istiod_operator_remote_requests_total for the data-plane clusters,
+// client-go's rest_client_requests_total for the mesh).
+type operator struct{ *localmesh.Manager }
 
 // cpuSeconds is the manager's user and system CPU time so far, from /proc.
 func (op *operator) cpuSeconds() (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", op.cmd.Process.Pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", op.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -156,7 +50,7 @@ const clockTicks = 100
 
 // rssBytes is the manager's resident set size, from /proc.
 func (op *operator) rssBytes() (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", op.cmd.Process.Pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", op.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -171,7 +65,7 @@ func (op *operator) rssBytes() (float64, error) {
 
 // metrics reads the manager's metrics endpoint.
 func (op *operator) metrics() (map[string]*dto.MetricFamily, error) {
-	resp, err := http.Get(op.metricsURL)
+	resp, err := http.Get(op.MetricsURL)
 	if err != nil {
 		return nil, err
 	}
@@ -272,13 +166,4 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
-}
-
-func freeLocalAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
