@@ -178,8 +178,10 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	standIn, stopStandIn := context.WithCancel(ctx)
 	defer stopStandIn()
+	// In the control plane namespace only, and quietly but for errors: the output is
+	// the figures.
 	for _, dp := range m.DataPlanes {
-		go runStandIn(standIn, dp, say)
+		go dp.RunStandIn(standIn, localmesh.StandInOptions{Logf: say})
 	}
 	// No leader election: one replica, and acquiring the lease would delay its start.
 	manager, err := m.StartManager(ctx, localmesh.ManagerOptions{Root: root, Binary: binary, Dir: tmp,
