@@ -564,12 +564,17 @@ var _ = Describe("remote control planes", Ordered, func() {
 	})
 
 	It("reports a remote secret whose kubeconfig cannot be parsed, without crashing", func() {
-		writeRemoteSecret("istio-remote-secret-broken", map[string][]byte{"cluster-3": []byte("{not a kubeconfig")})
-		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations["cluster-3"] = entry(1) })
-		Eventually(func() string { return clusterCondition("cluster-3", v1beta1.ConditionConnected) }).
+		// An ID of its own: other containers start a cluster-3 of their own.
+		const broken = "cluster-broken"
+		writeRemoteSecret("istio-remote-secret-broken", map[string][]byte{broken: []byte("{not a kubeconfig")})
+		DeferCleanup(func() {
+			Expect(mesh.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-remote-secret-broken", Namespace: ns}})).To(Succeed())
+		})
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { mc.Spec.ExternalIstiodConfigurations[broken] = entry(1) })
+		Eventually(func() string { return clusterCondition(broken, v1beta1.ConditionConnected) }).
 			Should(Equal("False/" + controller.ReasonInvalidKubeconfig))
 		Expect(condition(getMeshConfig(), v1beta1.ConditionReady)).NotTo(ContainSubstring("not a kubeconfig"))
-		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, "cluster-3") })
+		updateMeshConfig(func(mc *v1beta1.ASMMeshConfig) { delete(mc.Spec.ExternalIstiodConfigurations, broken) })
 		Eventually(func() []v1beta1.ClusterStatus { return getMeshConfig().Status.Clusters }).Should(HaveLen(1))
 	})
 
