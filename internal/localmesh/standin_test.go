@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/ca"
+	"github.com/meshfleet/remote-istiod-operator/internal/localapi"
 	"github.com/meshfleet/remote-istiod-operator/internal/render"
 )
 
@@ -28,7 +29,7 @@ func TestStandIn(t *testing.T) {
 		t.Skip("KUBEBUILDER_ASSETS is not set (hack/envtest-assets.sh prints it)")
 	}
 	g := gomega.NewWithT(t)
-	env := &envtest.Environment{}
+	env := localapi.New(&envtest.Environment{}) // loopback Services, as every test API server
 	cfg, err := env.Start()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	t.Cleanup(func() { _ = env.Stop() })
