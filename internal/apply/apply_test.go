@@ -158,12 +158,14 @@ func TestApplyOverlapsRoundTrips(t *testing.T) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	var inFlight, maxDryRuns, maxWrites atomic.Int32
+	var inFlight atomic.Int32
 	var mu sync.Mutex
+	var maxDryRuns, maxWrites int32
 	var events []string // "start Kind" and "end Kind" of each write, in order
-	raise := func(max *atomic.Int32, n int32) {
-		for m := max.Load(); n > m && !max.CompareAndSwap(m, n); m = max.Load() {
-		}
+	raise := func(peak *int32, n int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		*peak = max(*peak, n)
 	}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithReturnManagedFields().WithInterceptorFuncs(interceptor.Funcs{
 		Apply: func(ctx context.Context, cl client.WithWatch, obj runtime.ApplyConfiguration, o ...client.ApplyOption) error {
@@ -196,11 +198,11 @@ func TestApplyOverlapsRoundTrips(t *testing.T) {
 	if err != nil || res.Created != 8 {
 		t.Fatalf("Apply: %+v, %v", res, err)
 	}
-	if maxDryRuns.Load() < 8 {
-		t.Errorf("at most %d dry runs in flight, want all 8 side by side", maxDryRuns.Load())
+	if maxDryRuns < 8 {
+		t.Errorf("at most %d dry runs in flight, want all 8 side by side", maxDryRuns)
 	}
-	if maxWrites.Load() < 4 {
-		t.Errorf("at most %d writes in flight, want the 4 of a kind side by side", maxWrites.Load())
+	if maxWrites < 4 {
+		t.Errorf("at most %d writes in flight, want the 4 of a kind side by side", maxWrites)
 	}
 	lastConfigMapEnd, firstServiceStart := -1, len(events)
 	for i, e := range events {
