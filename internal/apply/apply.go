@@ -206,12 +206,11 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client
 	if err := firstError(ctx, errs); err != nil {
 		return res, err
 	}
-	// Written kind by kind in the order given, as Helm installs: the objects of one kind
-	// side by side, a kind only once the one before it is written (a Role before its
-	// RoleBinding, the ServiceAccount before the Deployment).
+	// Written stage by stage in the order given (see writeStage): the objects of one
+	// stage side by side, a stage only once the one before it is written.
 	for start := 0; start < len(todo); {
 		end := start + 1
-		for end < len(todo) && todo[end].obj.GroupVersionKind() == todo[start].obj.GroupVersionKind() {
+		for end < len(todo) && writeStage(todo[end].obj.GroupVersionKind()) == writeStage(todo[start].obj.GroupVersionKind()) {
 			end++
 		}
 		batch := todo[start:end]
@@ -243,8 +242,8 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client
 }
 
 // applyWorkers bounds the requests one Apply has in flight, so that the round trips to
-// a far cluster overlap instead of adding up.
-const applyWorkers = 8
+// a far cluster overlap instead of adding up: one istiod is about a dozen objects.
+const applyWorkers = 16
 
 // plan reads one object's live metadata and returns the write it needs, nil when none.
 func (a *Applier) plan(ctx context.Context, cluster string, reader client.Reader, own Ownership, obj client.Object) (*pending, error) {

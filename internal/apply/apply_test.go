@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -158,6 +159,9 @@ func TestApplyOverlapsRoundTrips(t *testing.T) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	if err := appsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	var inFlight atomic.Int32
 	var mu sync.Mutex
 	var maxDryRuns, maxWrites int32
@@ -194,26 +198,31 @@ func TestApplyOverlapsRoundTrips(t *testing.T) {
 		svc.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
 		objs = append(objs, svc)
 	}
+	for i := range 2 {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("d-%d", i), Labels: testOwnership.Labels}}
+		d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+		objs = append(objs, d)
+	}
 	res, err := New().Apply(context.Background(), "c2", c, c, c, testOwnership, objs)
-	if err != nil || res.Created != 8 {
+	if err != nil || res.Created != 10 {
 		t.Fatalf("Apply: %+v, %v", res, err)
 	}
-	if maxDryRuns < 8 {
-		t.Errorf("at most %d dry runs in flight, want all 8 side by side", maxDryRuns)
+	if maxDryRuns < 10 {
+		t.Errorf("at most %d dry runs in flight, want all 10 side by side", maxDryRuns)
 	}
-	if maxWrites < 4 {
-		t.Errorf("at most %d writes in flight, want the 4 of a kind side by side", maxWrites)
+	if maxWrites < 8 {
+		t.Errorf("at most %d writes in flight, want the ConfigMaps and Services (one stage) side by side", maxWrites)
 	}
-	lastConfigMapEnd, firstServiceStart := -1, len(events)
+	lastConfigEnd, firstDeploymentStart := -1, len(events)
 	for i, e := range events {
-		if e == "end ConfigMap" {
-			lastConfigMapEnd = i
+		if e == "end ConfigMap" || e == "end Service" {
+			lastConfigEnd = i
 		}
-		if e == "start Service" && i < firstServiceStart {
-			firstServiceStart = i
+		if e == "start Deployment" && i < firstDeploymentStart {
+			firstDeploymentStart = i
 		}
 	}
-	if firstServiceStart < lastConfigMapEnd {
-		t.Errorf("a Service was written before every ConfigMap was: %v", events)
+	if firstDeploymentStart < lastConfigEnd {
+		t.Errorf("a Deployment was written before its configuration was: %v", events)
 	}
 }

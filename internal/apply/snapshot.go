@@ -28,14 +28,14 @@ type Snapshot struct {
 
 // snapshotWorkers is how many kinds are listed at once: the Lists of a far cluster
 // then cost about one round trip, not one per kind.
-const snapshotWorkers = 8
+const snapshotWorkers = 16
 
 // TakeSnapshot lists every object of kinds, in all namespaces. A kind the cluster does
 // not serve is left out.
 func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.GroupVersionKind) (*Snapshot, error) {
 	lists := make([]map[types.NamespacedName]*metav1.PartialObjectMetadata, len(kinds))
 	errs := make([]error, len(kinds))
-	workqueue.ParallelizeUntil(ctx, snapshotWorkers, len(kinds), func(k int) {
+	listKind := func(k int) {
 		gvk := kinds[k]
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
@@ -52,7 +52,15 @@ func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.Grou
 			objs[types.NamespacedName{Namespace: item.Namespace, Name: item.Name}] = item
 		}
 		lists[k] = objs
-	})
+	}
+	// One kind of each group version first: a REST mapper that has not seen a group
+	// version yet (controller-runtime's, right after the CRDs are installed) reads its
+	// discovery document once per lookup that misses, one lookup at a time, so kinds of
+	// one group version listed side by side would each read it, in series.
+	first, rest := firstOfEachGroupVersion(kinds)
+	for _, wave := range [][]int{first, rest} {
+		workqueue.ParallelizeUntil(ctx, snapshotWorkers, len(wave), func(i int) { listKind(wave[i]) })
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -66,6 +74,21 @@ func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.Grou
 		}
 	}
 	return s, nil
+}
+
+// firstOfEachGroupVersion splits the indexes of kinds into the first kind of each group
+// version and the others.
+func firstOfEachGroupVersion(kinds []schema.GroupVersionKind) (first, rest []int) {
+	seen := map[schema.GroupVersion]bool{}
+	for i, gvk := range kinds {
+		if gv := gvk.GroupVersion(); !seen[gv] {
+			seen[gv] = true
+			first = append(first, i)
+			continue
+		}
+		rest = append(rest, i)
+	}
+	return first, rest
 }
 
 // Get reads an object's metadata from the snapshot; obj must be a

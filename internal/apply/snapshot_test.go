@@ -2,8 +2,10 @@ package apply
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -77,5 +79,59 @@ func TestSnapshotReadsEachKindOnce(t *testing.T) {
 	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	if err := snap.Get(ctx, client.ObjectKey{Namespace: "a", Name: "s"}, s); err != nil || gets.Load() != 1 {
 		t.Errorf("unlisted kind: %v, gets %d", err, gets.Load())
+	}
+}
+
+// orderReader records when Lists of each group version start and end.
+type orderReader struct {
+	client.Reader
+	mu     sync.Mutex
+	events []string // "start <group/version>" and "end <group/version>"
+}
+
+func (r *orderReader) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	gv := list.GetObjectKind().GroupVersionKind().GroupVersion().String()
+	r.mu.Lock()
+	r.events = append(r.events, "start "+gv)
+	r.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a round trip
+	r.mu.Lock()
+	r.events = append(r.events, "end "+gv)
+	r.mu.Unlock()
+	return nil
+}
+
+// A REST mapper that misses a group version reads its discovery once per lookup, one
+// at a time: the first List of each group version must end before the others of it
+// start, while different group versions are listed side by side.
+func TestSnapshotListsOneKindPerGroupVersionFirst(t *testing.T) {
+	var kinds []schema.GroupVersionKind
+	for _, gv := range []schema.GroupVersion{{Group: "networking.istio.io", Version: "v1"}, {Group: "security.istio.io", Version: "v1"}} {
+		for _, k := range []string{"A", "B", "C", "D"} {
+			kinds = append(kinds, gv.WithKind(k))
+		}
+	}
+	r := &orderReader{}
+	if _, err := TakeSnapshot(context.Background(), r, kinds); err != nil {
+		t.Fatal(err)
+	}
+	for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+		starts, firstEnd := 0, -1
+		for _, e := range r.events {
+			switch e {
+			case "start " + gv:
+				starts++
+				if starts == 2 && firstEnd < 0 {
+					t.Errorf("a second List of %s started before the first ended: %v", gv, r.events)
+				}
+			case "end " + gv:
+				if firstEnd < 0 {
+					firstEnd = starts
+				}
+			}
+		}
+	}
+	if r.events[1] != "start security.istio.io/v1" && r.events[1] != "start networking.istio.io/v1" {
+		t.Errorf("the two group versions were not listed side by side: %v", r.events)
 	}
 }
