@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -55,6 +56,8 @@ type ClusterReconciler struct {
 	LocalReader client.Reader
 
 	watches *kindWatches
+	// passReads are the live reads each cluster's last pass made (internal/passread).
+	passReads sync.Map
 }
 
 // clusterWork is what one reconcile of one cluster knows.

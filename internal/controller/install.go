@@ -32,10 +32,12 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	if res, err := r.connect(ctx, w); err != nil || w.remote == nil {
 		return res, err
 	}
+	defer r.beginPass(ctx, w)()
 	var out outcome
 	trust := r.phaseTrust(ctx, w, &out)
 	istiod := r.phaseIstiod(ctx, w, trust, &out)
 	r.noteTrustDomain(w, istiod)
+	r.reportApplied(ctx, w)
 	present := istiod.applied || w.status.AppliedHash != "" // an istiod of the operator's runs there
 	if present {
 		out.fail(r.reconcileMirror(ctx, w))                                                         // sizes its deadline to its work

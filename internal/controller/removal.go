@@ -31,6 +31,7 @@ import (
 func (r *ClusterReconciler) reconcileRemoval(ctx context.Context, w *clusterWork) (ctrl.Result, error) {
 	if clusterStatus(w.mc, w.id) == nil {
 		metrics.ForgetCluster(w.id)
+		r.forgetPasses(w.id)
 		return ctrl.Result{}, nil
 	}
 	log := logf.FromContext(ctx)
