@@ -253,6 +253,10 @@ func buildIndex() (*chartIndex, error) {
 	return idx, nil
 }
 
+// LoadChart loads one of the module's charts as Render does, for a caller that
+// installs it with the Helm SDK itself (hack/fleetbench's figure 2, a Helm loop).
+func LoadChart(name string) (*chart.Chart, error) { return loadChart(name) }
+
 // loadChart loads a chart from the module's embedded files, the way `helm` loads an
 // unpacked chart directory.
 func loadChart(name string) (*chart.Chart, error) {

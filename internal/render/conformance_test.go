@@ -75,59 +75,15 @@ func conformanceInputs(version string) Inputs {
 	return in
 }
 
-// chartValues are the istio-discovery values (manifests/charts/istio-control/
-// istio-discovery/values.yaml) that ask the chart for what the operator renders for in:
-// the default revision, the cluster's name, network and mesh, the image, the entry's
-// replicas, resources and placement, and no HorizontalPodAutoscaler (the operator
-// renders none: the entry's replicas is the count).
+// chartValues are ChartValues for in: the values that ask Istio's chart for what the
+// operator renders.
 func chartValues(t *testing.T, in Inputs) map[string]any {
 	t.Helper()
-	e := in.Entry
-	values := map[string]any{
-		"revision":         "",
-		"autoscaleEnabled": false,
-		"replicaCount":     int64(in.replicas()),
-		"resources":        asValue(t, in.resources()),
-		"meshConfig":       map[string]any{"trustDomain": in.TrustDomain},
-		// The operator, not istiod, keeps the injection webhooks' caBundle.
-		"env": map[string]any{"INJECTION_WEBHOOK_CONFIG_NAME": ""},
-		"global": map[string]any{
-			"hub":               in.Hub,
-			"tag":               in.Version,
-			"istioNamespace":    in.Namespace,
-			"meshID":            in.MeshID,
-			"network":           e.Network,
-			"multiCluster":      map[string]any{"clusterName": in.ClusterID},
-			"priorityClassName": e.PriorityClassName,
-		},
-	}
-	if len(e.NodeSelector) > 0 {
-		values["nodeSelector"] = asValue(t, e.NodeSelector)
-	}
-	if len(e.Tolerations) > 0 {
-		values["tolerations"] = asValue(t, e.Tolerations)
-	}
-	if e.Affinity != nil {
-		values["affinity"] = asValue(t, e.Affinity)
-	}
-	if len(e.TopologySpreadConstraints) > 0 {
-		values["topologySpreadConstraints"] = asValue(t, e.TopologySpreadConstraints)
-	}
-	return values
-}
-
-// asValue turns a typed field into the plain YAML value `helm --values` would give.
-func asValue(t *testing.T, v any) any {
-	t.Helper()
-	raw, err := json.Marshal(v)
+	values, err := ChartValues(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return values
 }
 
 // operatorObjects is everything the operator renders for in: the istiod set and the
