@@ -49,6 +49,7 @@ func fanOut(ctx context.Context, f *fleet, ns []int, runs int) (table, error) {
 			lat = append(lat, r.latency)
 		}
 		a, p := applied.summary(), replicas.summary()
+		f.applied[n] = a.Median
 		if n == ns[0] {
 			base1, base2 = a.Median, p.Median
 		}

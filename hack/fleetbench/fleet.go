@@ -30,6 +30,8 @@ type fleet struct {
 	logf       func(format string, args ...any)
 	// timeout bounds every wait for the operator.
 	timeout time.Duration
+	// applied is figure 1's median time to all Applied by N, for figure 2's ratio.
+	applied map[int]float64
 }
 
 // poll is how often the benchmark reads the ASMMeshConfig's status: one GET on the

@@ -39,13 +39,14 @@ type options struct {
 	memoryNs     []int
 	unrelated    int
 	parallelAPIs int
+	helmRuns     int
 }
 
 func main() {
 	var o options
 	var figures, ns, memoryNs string
-	flag.StringVar(&figures, "figures", "1,3,7,4", "Figures to run, comma-separated.")
-	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 4 (32 where memory and time allow).")
+	flag.StringVar(&figures, "figures", "1,2,3,7,4", "Figures to run, comma-separated.")
+	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 2 (32 where memory and time allow).")
 	flag.IntVar(&o.runs, "runs", 3, "Runs per measurement; tables show the median, min and max.")
 	flag.DurationVar(&o.rtt, "rtt", 100*time.Millisecond, "Round trip of each far link.")
 	flag.Float64Var(&o.mbits, "bandwidth", 20, "Bandwidth of each far link, Mbit/s per direction (0: unlimited).")
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.isolationRun, "isolation-runs", 2, "Runs of each case of figure 7.")
 	flag.StringVar(&memoryNs, "memory-n", "1,8,16", "Numbers of clusters figure 4 measures at.")
 	flag.IntVar(&o.unrelated, "unrelated", 5000, "ConfigMaps and Secrets figure 4 creates in other namespaces of the mesh cluster (half each).")
+	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -n (each run is N installs in series).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
 	flag.Parse()
 	o.figures = map[string]bool{}
@@ -95,7 +97,7 @@ func parseCounts(list string) ([]int, error) {
 // clusters is how many data-plane clusters the selected figures need.
 func (o options) clusters() int {
 	n := 0
-	if o.figures["1"] {
+	if o.figures["1"] || o.figures["2"] {
 		n = max(n, o.ns[len(o.ns)-1])
 	}
 	if o.figures["4"] {
@@ -197,7 +199,7 @@ func run(ctx context.Context, o options) (err error) {
 			err = errors.Join(err, os.WriteFile(filepath.Join(root, "bin", "fleetbench-manager.log"), raw, 0o644))
 		}
 	}()
-	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout}
+	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout, applied: map[int]float64{}}
 
 	var tables []table
 	for _, fig := range []struct {
@@ -205,6 +207,7 @@ func run(ctx context.Context, o options) (err error) {
 		run func() (table, error)
 	}{
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
+		{"2", func() (table, error) { return helmLoop(ctx, f, o.ns, o.helmRuns, f.applied) }},
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
 		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.isolationRun) }},
 		{"4", func() (table, error) { return memory(ctx, f, o.memoryNs, o.unrelated) }},
