@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,6 +15,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 )
 
 func main() {
@@ -41,6 +43,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")
 	flag.StringVar(&leaseNS, "leader-election-namespace", manager.DefaultLeaderElectionNamespace(),
 		"Namespace of the leader election lease: the operator's own (default: $POD_NAMESPACE, else the pod's service account namespace), never the control plane's.")
+	bindRemoteRateLimit(flag.CommandLine, &opts.RemoteRateLimit)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -87,3 +90,27 @@ func main() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// bindRemoteRateLimit binds the flags of the client-side rate limit of the requests to
+// each data-plane cluster, as --kube-api-qps and --kube-api-burst do for one cluster in
+// Flux and cluster-api's --clustercache-client-qps and -burst for workload clusters.
+func bindRemoteRateLimit(fs *flag.FlagSet, limit *remotecluster.RateLimit) {
+	limit.QPS, limit.Burst = remotecluster.DefaultQPS, remotecluster.DefaultBurst
+	fs.Var((*float32Value)(&limit.QPS), "remote-api-qps",
+		"Requests a second to each data-plane cluster, shared by all of the operator's clients of it; negative: no client-side limit (the API server's flow control still applies).")
+	fs.IntVar(&limit.Burst, "remote-api-burst", limit.Burst, "Requests to each data-plane cluster that may go at once above --remote-api-qps.")
+}
+
+// float32Value is a flag.Value of a float32, as rest.Config's QPS is.
+type float32Value float32
+
+func (v *float32Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 32) }
+
+func (v *float32Value) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 32)
+	if err != nil {
+		return err
+	}
+	*v = float32Value(f)
+	return nil
+}

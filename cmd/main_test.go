@@ -2,10 +2,14 @@ package main
 
 import (
 	"debug/elf"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/meshfleet/remote-istiod-operator/internal/manager"
+	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 )
 
 // TestBinaryIsStatic builds the manager as the Dockerfile does and checks that it needs
@@ -34,3 +38,44 @@ func TestBinaryIsStatic(t *testing.T) {
 		t.Errorf("the binary needs shared libraries: %v", libs)
 	}
 }
+
+// TestRemoteRateLimitFlags checks that --remote-api-qps and --remote-api-burst reach
+// the client configuration of a data-plane cluster.
+func TestRemoteRateLimitFlags(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		qps   float32
+		burst int
+	}{
+		{nil, remotecluster.DefaultQPS, remotecluster.DefaultBurst},
+		{[]string{"--remote-api-qps=12.5", "--remote-api-burst=34"}, 12.5, 34},
+	} {
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		var opts manager.Options
+		bindRemoteRateLimit(fs, &opts.RemoteRateLimit)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := remotecluster.New(manager.RemoteOptions(opts)).RESTConfig("c", []byte(testKubeconfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.RateLimiter == nil || cfg.RateLimiter.QPS() != c.qps || cfg.Burst != c.burst {
+			t.Errorf("%v: QPS %g, burst %d; want %g and %d", c.args, cfg.QPS, cfg.Burst, c.qps, c.burst)
+		}
+	}
+}
+
+const testKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="}
+users:
+- name: u
+  user: {token: not-a-real-token}
+contexts:
+- name: ctx
+  context: {cluster: c, user: u}
+current-context: ctx
+`

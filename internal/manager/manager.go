@@ -47,6 +47,8 @@ type Options struct {
 	// AllowInsecureRemoteConnections lets remote secrets skip TLS verification, use
 	// plain HTTP or a proxy.
 	AllowInsecureRemoteConnections bool
+	// RemoteRateLimit limits the requests to each data-plane cluster.
+	RemoteRateLimit remotecluster.RateLimit
 }
 
 // LocalCacheOptions keep the mesh cluster's cache to what the operator reads: the
@@ -88,6 +90,16 @@ func CheckCASettings(s render.Settings) error {
 	return nil
 }
 
+// RemoteOptions are the remote cluster provider's options from the operator's.
+func RemoteOptions(opts Options) remotecluster.Options {
+	return remotecluster.Options{
+		Namespace:      opts.Settings.Namespace,
+		ClusterOptions: controller.RemoteClusterOptions(opts.Scheme, opts.Settings.Namespace),
+		Kubeconfigs:    remotecluster.KubeconfigPolicy{AllowExec: opts.AllowExecCredentials, AllowInsecure: opts.AllowInsecureRemoteConnections},
+		RateLimit:      opts.RemoteRateLimit,
+	}
+}
+
 // New builds the multicluster manager with the provider and controllers registered.
 func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 	if opts.Workers < 1 {
@@ -96,11 +108,7 @@ func New(cfg *rest.Config, opts Options) (mcmanager.Manager, error) {
 	if err := CheckCASettings(opts.Settings); err != nil {
 		return nil, err
 	}
-	provider := remotecluster.New(remotecluster.Options{
-		Namespace:      opts.Settings.Namespace,
-		ClusterOptions: controller.RemoteClusterOptions(opts.Scheme, opts.Settings.Namespace),
-		Kubeconfigs:    remotecluster.KubeconfigPolicy{AllowExec: opts.AllowExecCredentials, AllowInsecure: opts.AllowInsecureRemoteConnections},
-	})
+	provider := remotecluster.New(RemoteOptions(opts))
 	// Istio configuration is read as unstructured objects; serve those from the cache
 	// too, so mirroring reads no more than the watches already bring.
 	opts.Manager.Client.Cache = &client.CacheOptions{Unstructured: true}

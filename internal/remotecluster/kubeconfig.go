@@ -12,9 +12,58 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/metrics"
 )
+
+// RateLimit is the client-side rate limit of the operator's requests to one cluster:
+// one token bucket that every client of the cluster shares (its cache, its clients of
+// each kind, discovery). client-go would give each kind's client a bucket of its own,
+// so a limit per cluster would be as many limits as kinds, and a first mirror pass of
+// one kind would wait on a bucket sized for a handful of requests.
+type RateLimit struct {
+	// QPS is the sustained rate; a negative one sends requests unthrottled, leaving
+	// flow control to the API server (API Priority and Fairness).
+	QPS float32
+	// Burst is how many requests may go at once above QPS.
+	Burst int
+}
+
+// The defaults of --remote-api-qps and --remote-api-burst let the operator's work go
+// at the pace of a far link rather than of the limit: a mirror pass writes 16 copies at
+// once, which through a 100 ms link is some 160 requests a second, and the first pass
+// of 1,000 copies or an istiod install (about 150 requests) fits in the burst or
+// nearly.
+const (
+	DefaultQPS   float32 = 200
+	DefaultBurst int     = 400
+)
+
+// applyTo puts the limit on cfg, shared by every client built from cfg or a copy of it.
+func (l RateLimit) applyTo(cfg *rest.Config) {
+	if l.QPS == 0 && l.Burst == 0 {
+		l = RateLimit{QPS: DefaultQPS, Burst: DefaultBurst}
+	}
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = l.QPS, l.Burst, nil
+	if l.QPS > 0 {
+		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(l.QPS, max(l.Burst, 1))
+	}
+}
+
+// RESTConfig is the client configuration the provider uses for cluster id with this
+// kubeconfig of its remote secret: the kubeconfig as the policy allows it, with the
+// provider's rate limit.
+func (p *Provider) RESTConfig(id string, kubeconfig []byte) (*rest.Config, error) {
+	cfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.Kubeconfigs)
+	if err != nil {
+		return nil, err
+	}
+	// client-go's default of 5 requests a second would make one reconcile of a cluster
+	// (istiod, the mirror, the switch) take seconds.
+	p.opts.RateLimit.applyTo(cfg)
+	return cfg, nil
+}
 
 // RemoteRequestTimeout bounds every request to a remote API server but watches, so
 // that a slow or unreachable cluster fails fast instead of holding a worker.
@@ -70,9 +119,6 @@ func restConfigFromKubeconfig(id string, data []byte, policy KubeconfigPolicy) (
 	restCfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
 		return &requestDeadline{next: next, timeout: RemoteRequestTimeout, cluster: id}
 	})
-	// client-go's default of 5 requests a second would make one reconcile of a cluster
-	// (istiod, the mirror, the switch) take seconds.
-	restCfg.QPS, restCfg.Burst = 50, 100
 	restCfg.UserAgent = "remote-istiod-operator"
 	return restCfg, nil
 }

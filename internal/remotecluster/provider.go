@@ -41,6 +41,8 @@ type Options struct {
 	ClusterOptions []cluster.Option
 	// Kubeconfigs says what the kubeconfigs of remote secrets may use.
 	Kubeconfigs KubeconfigPolicy
+	// RateLimit limits the requests to each cluster; zero is the default.
+	RateLimit RateLimit
 }
 
 // State says whether a cluster ID can be used, and why not when it cannot.
@@ -310,7 +312,7 @@ func (p *Provider) upsert(ctx context.Context, secret types.NamespacedName, id s
 		p.store(id, next)
 		return
 	}
-	restCfg, err := restConfigFromKubeconfig(id, kubeconfig, p.opts.Kubeconfigs)
+	restCfg, err := p.RESTConfig(id, kubeconfig)
 	if err != nil {
 		next.problem = fmt.Sprintf("the kubeconfig for cluster %q in remote secret %s/%s cannot be used: %v", id, secret.Namespace, secret.Name, err)
 		log.Info("remote secret has an unusable kubeconfig", "reason", err.Error())
