@@ -94,7 +94,7 @@ demo: ## Run the operator on a local mesh of three API servers and show it at wo
 # BENCH_FLAGS go to hack/fleetbench (for example -n=1,4 -runs=1 -rtt=50ms -bandwidth=100).
 # Figure 8, the headline (docs/benchmarks-headline.md), is test/headline's and takes 10 to
 # 15 minutes of its own: BENCH_FIGURE=8 runs it (BENCH_HEADLINE is its command).
-BENCH_FIGURE ?= 1,2,3,7,4,go
+BENCH_FIGURE ?= 1,2,3,7,4,5,6,go
 BENCH_FLAGS ?=
 BENCH_HEADLINE ?= KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" PILOT_DISCOVERY="$(PILOT_DISCOVERY_BIN)" HEADLINE=1 \
 	HEADLINE_OUT=$(CURDIR)/docs/benchmarks-headline.md go test ./test/headline -run TestHeadline -v -count=1 -timeout 30m
@@ -108,7 +108,7 @@ bench: $(if $(FLEET_FIGURES),bench-fleet) $(if $(and $(filter 8,$(BENCH_FIGURES)
 .PHONY: bench-fleet
 bench-fleet: ## Run the figures of docs/benchmarks.md on a local mesh behind simulated far links and write them there.
 	@echo "compiling the benchmark (a minute or two the first time)"
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/fleetbench -figures=$(or $(FLEET_FIGURES),1,2,3,7,4) $(BENCH_FLAGS)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/fleetbench -figures=$(or $(FLEET_FIGURES),1,2,3,7,4,5,6) $(BENCH_FLAGS)
 
 .PHONY: bench-headline
 bench-headline:

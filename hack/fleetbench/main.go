@@ -40,12 +40,14 @@ type options struct {
 	unrelated    int
 	parallelAPIs int
 	helmRuns     int
+	mirrorKs     []int
+	driftRuns    int
 }
 
 func main() {
 	var o options
-	var figures, ns, memoryNs string
-	flag.StringVar(&figures, "figures", "1,2,3,7,4", "Figures to run, comma-separated.")
+	var figures, ns, memoryNs, mirrorKs string
+	flag.StringVar(&figures, "figures", "1,2,3,7,4,5,6", "Figures to run, comma-separated.")
 	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 2 (32 where memory and time allow).")
 	flag.IntVar(&o.runs, "runs", 3, "Runs per measurement; tables show the median, min and max.")
 	flag.DurationVar(&o.rtt, "rtt", 100*time.Millisecond, "Round trip of each far link.")
@@ -60,6 +62,8 @@ func main() {
 	flag.IntVar(&o.unrelated, "unrelated", 5000, "ConfigMaps and Secrets figure 4 creates in other namespaces of the mesh cluster (half each).")
 	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -n (each run is N installs in series).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
+	flag.StringVar(&mirrorKs, "mirror-objects", "100,1000,5000", "Istio objects figure 5 mirrors into a cluster, one count after the other.")
+	flag.IntVar(&o.driftRuns, "drift-runs", 5, "Runs of each repair of figure 6.")
 	flag.Parse()
 	o.figures = map[string]bool{}
 	for _, f := range strings.Split(figures, ",") {
@@ -68,6 +72,9 @@ func main() {
 	var err error
 	if o.ns, err = parseCounts(ns); err == nil {
 		o.memoryNs, err = parseCounts(memoryNs)
+	}
+	if err == nil {
+		o.mirrorKs, err = parseCounts(mirrorKs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetbench:", err)
@@ -108,6 +115,9 @@ func (o options) clusters() int {
 	}
 	if o.figures["7"] {
 		n = max(n, o.isolationN)
+	}
+	if o.figures["5"] || o.figures["6"] {
+		n = max(n, 1)
 	}
 	return n
 }
@@ -211,6 +221,8 @@ func run(ctx context.Context, o options) (err error) {
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
 		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.isolationRun) }},
 		{"4", func() (table, error) { return memory(ctx, f, o.memoryNs, o.unrelated) }},
+		{"5", func() (table, error) { return mirrorFigure(ctx, f, o.mirrorKs, o.mbits) }},
+		{"6", func() (table, error) { return drift(ctx, f, o.driftRuns) }},
 	} {
 		if !o.figures[fig.id] {
 			continue

@@ -59,6 +59,9 @@ type Manager struct {
 	cmd         *exec.Cmd
 	exited      chan error
 	stopTimeout time.Duration
+	// opts and kubeconfig start it again (Restart).
+	opts       ManagerOptions
+	kubeconfig string
 }
 
 // StartManager runs the manager against the mesh cluster as a user bound to
@@ -77,6 +80,17 @@ func (m *Mesh) StartManager(ctx context.Context, opts ManagerOptions) (*Manager,
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
+	return launch(ctx, opts, kubeconfigPath)
+}
+
+// Relaunch starts a new manager process like op, which must have stopped, as the same
+// user with the same flags, as a rolled pod would be: it remembers nothing of op.
+func (op *Manager) Relaunch(ctx context.Context) (*Manager, error) {
+	return launch(ctx, op.opts, op.kubeconfig)
+}
+
+// launch starts the manager process with a kubeconfig and waits until it is ready.
+func launch(ctx context.Context, opts ManagerOptions, kubeconfigPath string) (*Manager, error) {
 	metricsAddr, err := freeLocalAddress()
 	if err != nil {
 		return nil, err
@@ -86,7 +100,7 @@ func (m *Mesh) StartManager(ctx context.Context, opts ManagerOptions) (*Manager,
 		return nil, err
 	}
 	op := &Manager{LogPath: filepath.Join(opts.Dir, "manager.log"), MetricsURL: "http://" + metricsAddr + "/metrics",
-		exited: make(chan error, 1), stopTimeout: opts.StopTimeout}
+		exited: make(chan error, 1), stopTimeout: opts.StopTimeout, opts: opts, kubeconfig: kubeconfigPath}
 	if op.stopTimeout == 0 {
 		op.stopTimeout = 30 * time.Second
 	}
