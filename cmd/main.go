@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
@@ -44,6 +45,8 @@ func main() {
 	flag.StringVar(&leaseNS, "leader-election-namespace", manager.DefaultLeaderElectionNamespace(),
 		"Namespace of the leader election lease: the operator's own (default: $POD_NAMESPACE, else the pod's service account namespace), never the control plane's.")
 	bindRemoteRateLimit(flag.CommandLine, &opts.RemoteRateLimit)
+	// The time requests wait on the rate limit tells whether the limit fits the work.
+	ctrlmetrics.RegisterRESTClientMetrics(ctrlmetrics.MetricRateLimiterLatency)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

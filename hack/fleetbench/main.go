@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -n (each run is N installs in series).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
 	flag.StringVar(&mirrorKs, "mirror-objects", "100,1000,5000", "Istio objects figure 5 mirrors into a cluster, one count after the other.")
-	flag.IntVar(&o.driftRuns, "drift-runs", 5, "Runs of each repair of figure 6.")
+	flag.IntVar(&o.driftRuns, "drift-runs", 3, "Runs of each repair of figure 6.")
 	flag.Parse()
 	o.figures = map[string]bool{}
 	for _, f := range strings.Split(figures, ",") {

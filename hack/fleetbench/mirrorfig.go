@@ -159,6 +159,9 @@ type mirrorRun struct {
 	resync      time.Duration
 	resyncReqs  map[string]float64
 	resyncBytes farlink.Stats
+	// waited and resyncWaited are the seconds requests to the cluster waited on the
+	// client-side rate limit, summed over requests.
+	waited, resyncWaited float64
 }
 
 // mirrorFigure runs figure 5: for each count, the first mirror pass into one cluster
@@ -166,7 +169,7 @@ type mirrorRun struct {
 func mirrorFigure(ctx context.Context, f *fleet, counts []int, bandwidth float64) (table, error) {
 	t := table{Title: "Figure 5: mirror across the link",
 		Columns: []string{"objects", "pass", "time", "requests to the cluster", "writes", "bytes to the cluster / back",
-			"rate limit would allow", "bandwidth would allow", "round trips would allow", "closest limit"}}
+			"waited on the rate limit (sum)", "rate limit would allow", "bandwidth would allow", "round trips would allow", "closest limit"}}
 	if err := f.registerUpTo(ctx, 1); err != nil {
 		return t, err
 	}
@@ -189,7 +192,8 @@ func mirrorFigure(ctx context.Context, f *fleet, counts []int, bandwidth float64
 		fmt.Sprintf("What each limit would allow, for the first copy to the last: the rate limit, the writes beyond the burst at %g requests a second (burst %d, the manager's defaults); "+
 			"the bandwidth, the larger direction's bytes at %g Mbit/s; round trips, the writes at %d at once, each taking the probe's read time through the link. "+
 			"For the resync, the requests in series. The closest limit is the one whose time is nearest the measured one (ratio measured/limit).", qps, burst, bandwidth, mirrorParallel),
-		"Requests are counted by the operator's client (remote_requests_total), bytes on the far link; the API servers' own time adds to every round trip.")
+		"Requests are counted by the operator's client (remote_requests_total), bytes on the far link; the API servers' own time adds to every round trip. "+
+			"The wait on the rate limit is client-go's rest_client_rate_limiter_duration_seconds for the cluster, summed over requests (16 waiting at once add up 16 times).")
 	return t, nil
 }
 
@@ -206,6 +210,10 @@ func mirrorOnce(ctx context.Context, f *fleet, k int) (r mirrorRun, err error) {
 		return r, err
 	}
 	s0 := dp.Link.Stats()
+	w0, err := f.op.limiterWait(dp.Link.Addr())
+	if err != nil {
+		return r, err
+	}
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
 	probed := make(chan float64, 1)
@@ -244,6 +252,11 @@ func mirrorOnce(ctx context.Context, f *fleet, k int) (r mirrorRun, err error) {
 			r.reqs, r.spanReqs = c1.sub(c0)[id], c1.sub(cFirst)[id]
 			s1 := dp.Link.Stats()
 			r.bytes, r.spanBytes = statsSub(s1, s0), statsSub(s1, sFirst)
+			w1, err := f.op.limiterWait(dp.Link.Addr())
+			if err != nil {
+				return r, err
+			}
+			r.waited = w1 - w0
 		}
 		if r.status == 0 && f.mirroredAt(ctx, id, gen, k) {
 			r.status = now.Sub(start)
@@ -282,6 +295,9 @@ func mirrorOnce(ctx context.Context, f *fleet, k int) (r mirrorRun, err error) {
 		return r, errors.Join(err, errors.New("the restarted operator finished no reconcile"))
 	}
 	r.resync = last.Sub(launched)
+	if r.resyncWaited, err = f.op.limiterWait(dp.Link.Addr()); err != nil {
+		return r, err
+	}
 	r.resyncReqs, r.resyncBytes = c3, statsSub(dp.Link.Stats(), s2)
 	if n, err := countCopies(ctx, dp); err != nil || n != k {
 		return r, errors.Join(err, fmt.Errorf("after the restart the cluster holds %d of %d copies", n, k))
@@ -317,7 +333,7 @@ func (r mirrorRun) firstRow(mbits float64) []string {
 	return []string{fmt.Sprint(r.k), "first",
 		fmt.Sprintf("%s (copies %s first to last; ConfigMirrored %s)", seconds(r.first.Seconds()), seconds(r.span.Seconds()), seconds(r.status.Seconds())),
 		verbs(r.reqs), count(sumVerbs(r.reqs, writeVerbs...)),
-		fmt.Sprintf("%s / %s", mb(r.bytes.BytesToServer), mb(r.bytes.BytesToClient)),
+		fmt.Sprintf("%s / %s", mb(r.bytes.BytesToServer), mb(r.bytes.BytesToClient)), seconds(r.waited),
 		seconds(bounds["rate limit"]), seconds(bounds["bandwidth"]), seconds(bounds["round trips"]),
 		closest(r.span.Seconds(), bounds)}
 }
@@ -331,7 +347,7 @@ func (r mirrorRun) resyncRow(mbits float64) []string {
 	}
 	return []string{fmt.Sprint(r.k), "resync after restart", seconds(r.resync.Seconds()),
 		verbs(r.resyncReqs), fmt.Sprintf("%s (goal 0)", count(sumVerbs(r.resyncReqs, writeVerbs...))),
-		fmt.Sprintf("%s / %s", mb(r.resyncBytes.BytesToServer), mb(r.resyncBytes.BytesToClient)),
+		fmt.Sprintf("%s / %s", mb(r.resyncBytes.BytesToServer), mb(r.resyncBytes.BytesToClient)), seconds(r.resyncWaited),
 		seconds(bounds["rate limit"]), seconds(bounds["bandwidth"]), seconds(bounds["round trips"]) + " (in series)",
 		closest(r.resync.Seconds(), bounds)}
 }
@@ -396,6 +412,24 @@ func verbs(m map[string]float64) string {
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }
 
+// limiterWait is the seconds the manager's requests to host waited on client-go's
+// rate limiter, summed (rest_client_rate_limiter_duration_seconds).
+func (op *operator) limiterWait(host string) (float64, error) {
+	fams, err := op.metrics()
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	if fam := fams["rest_client_rate_limiter_duration_seconds"]; fam != nil {
+		for _, m := range fam.GetMetric() {
+			if label(m, "host") == host {
+				sum += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return sum, nil
+}
+
 // lastRequest waits until the operator has sent no request to the cluster for quietFor,
 // and returns its counts for the cluster and when they last changed (read every 50 ms).
 func (f *fleet) lastRequest(ctx context.Context, id string) (map[string]float64, time.Time, error) {
@@ -421,7 +455,12 @@ func (f *fleet) lastRequest(ctx context.Context, id string) (map[string]float64,
 
 // reconciles is how many reconciles of a cluster the manager finished without error
 // (most ask to come again later: the periodic resync).
-func (op *operator) reconciles() (float64, error) {
+func (op *operator) reconciles() (float64, error) { return op.reconcileCount(false) }
+
+// reconcilesAll counts every reconcile of a cluster the manager finished, errors too.
+func (op *operator) reconcilesAll() (float64, error) { return op.reconcileCount(true) }
+
+func (op *operator) reconcileCount(withErrors bool) (float64, error) {
 	fams, err := op.metrics()
 	if err != nil {
 		return 0, err
@@ -429,7 +468,7 @@ func (op *operator) reconciles() (float64, error) {
 	var n float64
 	if fam := fams["controller_runtime_reconcile_total"]; fam != nil {
 		for _, m := range fam.GetMetric() {
-			if label(m, "controller") == "remote-istiod" && label(m, "result") != "error" {
+			if label(m, "controller") == "remote-istiod" && (withErrors || label(m, "result") != "error") {
 				n += m.GetCounter().GetValue()
 			}
 		}
