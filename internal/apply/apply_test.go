@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -224,5 +225,59 @@ func TestApplyOverlapsRoundTrips(t *testing.T) {
 	}
 	if firstDeploymentStart < lastConfigEnd {
 		t.Errorf("a Deployment was written before its configuration was: %v", events)
+	}
+}
+
+// Removing a far cluster's copies deletes the objects of a kind side by side, and a
+// kind only once the one before it is gone (copies before their definitions).
+func TestPruneDeletesSideBySideKindAfterKind(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	var objs []client.Object
+	for i := range 6 {
+		objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("cm-%d", i), Labels: testOwnership.Labels}})
+	}
+	for i := range 2 {
+		objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("s-%d", i), Labels: testOwnership.Labels}})
+	}
+	var inFlight atomic.Int32
+	var mu sync.Mutex
+	var peak int32
+	var events []string
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		Delete: func(ctx context.Context, cl client.WithWatch, obj client.Object, o ...client.DeleteOption) error {
+			kind := obj.GetObjectKind().GroupVersionKind().Kind
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			mu.Lock()
+			peak = max(peak, n)
+			events = append(events, "start "+kind)
+			mu.Unlock()
+			defer func() { mu.Lock(); events = append(events, "end "+kind); mu.Unlock() }()
+			time.Sleep(20 * time.Millisecond) // a round trip
+			return cl.Delete(ctx, obj, o...)
+		},
+	}).Build()
+	kinds := []schema.GroupVersionKind{corev1.SchemeGroupVersion.WithKind("ConfigMap"), corev1.SchemeGroupVersion.WithKind("Secret")}
+	res, err := New().Prune(context.Background(), "c2", c, c, testOwnership, kinds, nil)
+	if err != nil || res.Deleted != 8 {
+		t.Fatalf("Prune: %+v, %v", res, err)
+	}
+	if peak < 6 {
+		t.Errorf("at most %d deletions in flight, want the 6 ConfigMaps side by side", peak)
+	}
+	lastConfigMapEnd, firstSecretStart := -1, len(events)
+	for i, e := range events {
+		if e == "end ConfigMap" {
+			lastConfigMapEnd = i
+		}
+		if e == "start Secret" && i < firstSecretStart {
+			firstSecretStart = i
+		}
+	}
+	if firstSecretStart < lastConfigMapEnd {
+		t.Errorf("a Secret was deleted before every ConfigMap was: %v", events)
 	}
 }
