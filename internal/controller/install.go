@@ -37,7 +37,6 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	trust := r.phaseTrust(ctx, w, &out)
 	istiod := r.phaseIstiod(ctx, w, trust, &out)
 	r.noteTrustDomain(w, istiod)
-	r.reportApplied(ctx, w)
 	present := istiod.applied || w.status.AppliedHash != "" // an istiod of the operator's runs there
 	if present {
 		out.fail(r.reconcileMirror(ctx, w))                                                         // sizes its deadline to its work
