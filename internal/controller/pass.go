@@ -22,4 +22,3 @@ func (r *ClusterReconciler) beginPass(ctx context.Context, w *clusterWork) func(
 
 // forgetPasses drops what the cluster's passes learned, once it is removed.
 func (r *ClusterReconciler) forgetPasses(id string) { r.passReads.Delete(id) }
-
