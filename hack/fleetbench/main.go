@@ -40,16 +40,17 @@ type options struct {
 	unrelated    int
 	parallelAPIs int
 	helmRuns     int
+	helmNs       []int
 	mirrorKs     []int
 	driftRuns    int
 }
 
 func main() {
 	var o options
-	var figures, ns, memoryNs, mirrorKs string
+	var figures, ns, memoryNs, mirrorKs, helmNs string
 	flag.StringVar(&figures, "figures", "1,2,3,7,4,5,6", "Figures to run, comma-separated.")
-	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figures 1 and 2 (32 where memory and time allow).")
-	flag.IntVar(&o.runs, "runs", 3, "Runs per measurement; tables show the median, min and max.")
+	flag.StringVar(&ns, "n", "1,4,8,16", "Numbers of data-plane clusters for figure 1 (32 where memory and time allow).")
+	flag.IntVar(&o.runs, "runs", 2, "Runs of figure 1 at each N; tables show the median, min and max.")
 	flag.DurationVar(&o.rtt, "rtt", 100*time.Millisecond, "Round trip of each far link.")
 	flag.Float64Var(&o.mbits, "bandwidth", 20, "Bandwidth of each far link, Mbit/s per direction (0: unlimited).")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "Longest wait for the operator in any step.")
@@ -60,7 +61,8 @@ func main() {
 	flag.IntVar(&o.isolationRun, "isolation-runs", 2, "Runs of each case of figure 7.")
 	flag.StringVar(&memoryNs, "memory-n", "1,8,16", "Numbers of clusters figure 4 measures at.")
 	flag.IntVar(&o.unrelated, "unrelated", 5000, "ConfigMaps and Secrets figure 4 creates in other namespaces of the mesh cluster (half each).")
-	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -n (each run is N installs in series).")
+	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -helm-n (each run is N installs in series).")
+	flag.StringVar(&helmNs, "helm-n", "1,4,8", "Numbers of clusters figure 2's Helm loop installs into, one after another (its goal is at N = 8; each N is N installs in series).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
 	flag.StringVar(&mirrorKs, "mirror-objects", "100,1000,5000", "Istio objects figure 5 mirrors into a cluster, one count after the other.")
 	flag.IntVar(&o.driftRuns, "drift-runs", 3, "Runs of each repair of figure 6.")
@@ -75,6 +77,9 @@ func main() {
 	}
 	if err == nil {
 		o.mirrorKs, err = parseCounts(mirrorKs)
+	}
+	if err == nil {
+		o.helmNs, err = parseCounts(helmNs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetbench:", err)
@@ -104,8 +109,11 @@ func parseCounts(list string) ([]int, error) {
 // clusters is how many data-plane clusters the selected figures need.
 func (o options) clusters() int {
 	n := 0
-	if o.figures["1"] || o.figures["2"] {
+	if o.figures["1"] {
 		n = max(n, o.ns[len(o.ns)-1])
+	}
+	if o.figures["2"] {
+		n = max(n, o.helmNs[len(o.helmNs)-1])
 	}
 	if o.figures["4"] {
 		n = max(n, o.memoryNs[len(o.memoryNs)-1])
@@ -217,7 +225,7 @@ func run(ctx context.Context, o options) (err error) {
 		run func() (table, error)
 	}{
 		{"1", func() (table, error) { return fanOut(ctx, f, o.ns, o.runs) }},
-		{"2", func() (table, error) { return helmLoop(ctx, f, o.ns, o.helmRuns, f.applied) }},
+		{"2", func() (table, error) { return helmLoop(ctx, f, o.helmNs, o.helmRuns, f.applied) }},
 		{"3", func() (table, error) { return churn(ctx, f, o.churnN, o.churnWindow) }},
 		{"7", func() (table, error) { return isolation(ctx, f, o.isolationN, o.isolationRun) }},
 		{"4", func() (table, error) { return memory(ctx, f, o.memoryNs, o.unrelated) }},
