@@ -94,7 +94,7 @@ func drift(ctx context.Context, f *fleet, runs int) (table, error) {
 			"the benchmark reads the object there every %s until it is the operator's again (a new istiod Deployment with the operator's labels; the copy's spec equal to its source's).", runs, driftObjects, driftPoll),
 		fmt.Sprintf("Goal: under 1 s plus a few round trips, here 1 s + 4 × %s (the probe's read through the link). "+
 			"Requests are the operator's to the cluster from the change until it was quiet for %s, by verb (median, min–max): "+
-			"a full reconcile of the cluster reads about 32 times (figure 3), a repair of one object a few (the cost goal: at most %d reads and one reconcile). "+
+			"a full reconcile of the cluster reads about 30 times (figure 3), a repair of one object a few (the cost goal: at most %d reads and one reconcile). "+
 			"Reconciles are the cluster controller's (controller_runtime_reconcile_total of remote-istiod, one cluster) over the same time.", seconds(latency), quietFor, repairReads))
 	return t, f.removeFixture(ctx)
 }

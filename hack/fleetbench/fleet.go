@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -230,4 +232,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
+}
+
+// createAll creates object(from) to object(to-1) in the mesh cluster, 8 at once (its API
+// server is local); objects already there are fine.
+func createAll(ctx context.Context, c client.Client, from, to int, object func(i int) client.Object) error {
+	errs := make([]error, to-from)
+	workqueue.ParallelizeUntil(ctx, 8, to-from, func(i int) {
+		errs[i] = client.IgnoreAlreadyExists(c.Create(ctx, object(from+i)))
+	})
+	return errors.Join(append(errs, ctx.Err())...)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -141,27 +140,11 @@ func createUnrelated(ctx context.Context, c client.Client, n int) error {
 		}
 	}
 	data := strings.Repeat("x", 1024)
-	work := make(chan int)
-	errs := make([]error, 8)
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Go(func() {
-			for i := range work {
-				meta := metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%d", i), Namespace: fmt.Sprintf("unrelated-%d", i%namespaces)}
-				var o client.Object = &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"data": data}}
-				if i%2 == 1 {
-					o = &corev1.Secret{ObjectMeta: meta, Data: map[string][]byte{"data": []byte(data)}}
-				}
-				if err := c.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil && errs[w] == nil {
-					errs[w] = err
-				}
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return errors.Join(errs...)
+	return createAll(ctx, c, 0, n, func(i int) client.Object {
+		meta := metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%d", i), Namespace: fmt.Sprintf("unrelated-%d", i%namespaces)}
+		if i%2 == 1 {
+			return &corev1.Secret{ObjectMeta: meta, Data: map[string][]byte{"data": []byte(data)}}
+		}
+		return &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"data": data}}
+	})
 }

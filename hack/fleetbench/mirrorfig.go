@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,27 +65,9 @@ func fixtureObject(i int) *unstructured.Unstructured {
 	return u
 }
 
-// createFixture creates objects from..to-1 of the fixture in the mesh cluster, 8 at once
-// (the mesh API server is local).
+// createFixture creates objects from..to-1 of the fixture in the mesh cluster.
 func createFixture(ctx context.Context, c client.Client, from, to int) error {
-	work := make(chan int)
-	errs := make([]error, 8)
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Go(func() {
-			for i := range work {
-				if err := c.Create(ctx, fixtureObject(i)); client.IgnoreAlreadyExists(err) != nil && errs[w] == nil {
-					errs[w] = err
-				}
-			}
-		})
-	}
-	for i := from; i < to; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return errors.Join(errs...)
+	return createAll(ctx, c, from, to, func(i int) client.Object { return fixtureObject(i) })
 }
 
 // deleteFixture deletes the fixture from the mesh cluster.

@@ -36,8 +36,8 @@ const (
 )
 
 // How a mirror pass spends its time. The writes get a deadline sized to their number:
-// generous, since client-go's rate limit (50 a second) and the link's round trip set
-// the pace. A pass cut short loses nothing: what it wrote is not written again.
+// generous, since the link's round trip and the cluster's rate limit
+// (--remote-api-qps) set the pace. A pass cut short loses nothing: what it wrote is not written again.
 const (
 	mirrorWorkers        = 16
 	mirrorReadTimeout    = 30 * time.Second
