@@ -145,7 +145,7 @@ func (t *requestDeadline) RoundTrip(req *http.Request) (*http.Response, error) {
 	watch := isWatch(req)
 	metrics.CountRemoteRequest(t.cluster, verb(req.Method, watch))
 	if watch {
-		return t.next.RoundTrip(req)
+		return t.next.RoundTrip(uncompressed(req))
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
@@ -156,6 +156,21 @@ func (t *requestDeadline) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The deadline covers reading the body too; it ends when the caller is done.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// uncompressed asks for a watch stream without gzip. Kubernetes 1.37 compresses
+// WatchList streams (the WatchListCompression feature, on by default) for a client that
+// accepts gzip, and Go's HTTP client then holds a gzip decoder of some 40 KB for the
+// life of each stream, about 30 per cluster: most of what a cluster costs in memory
+// after its caches. The streams carry small events and object metadata, so they lose
+// little; gets and lists keep gzip, where it pays across a far link.
+func uncompressed(req *http.Request) *http.Request {
+	if req.Header.Get("Accept-Encoding") != "" {
+		return req
+	}
+	req = req.Clone(req.Context())
+	req.Header.Set("Accept-Encoding", "identity")
+	return req
 }
 
 func isWatch(req *http.Request) bool {

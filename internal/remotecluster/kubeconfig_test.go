@@ -165,6 +165,30 @@ func TestRequestsButWatchesHaveADeadline(t *testing.T) {
 	}
 }
 
+func TestWatchesAskForNoCompression(t *testing.T) {
+	seen := make(chan string, 2)
+	s := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		seen <- r.URL.RawQuery + " " + r.Header.Get("Accept-Encoding")
+	}))
+	t.Cleanup(s.Close)
+	// Go's transport adds Accept-Encoding: gzip to a request that has none.
+	rt := &requestDeadline{next: http.DefaultTransport, timeout: time.Second, cluster: "gzip-test"}
+	for _, query := range []string{"", "watch=true"} {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/api/v1/namespaces?"+query, nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+	}
+	if got := <-seen; got != " gzip" {
+		t.Errorf("a list must keep gzip across the link, it asked %q", got)
+	}
+	if got := <-seen; got != "watch=true identity" {
+		t.Errorf("a watch must ask for no compression, it asked %q", got)
+	}
+}
+
 func TestDescribeFailureSaysWhatDidNotAnswer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
