@@ -20,37 +20,12 @@ import (
 )
 
 func main() {
-	var (
-		opts        manager.Options
-		metricsAddr string
-		probeAddr   string
-		leaderElect bool
-		leaseNS     string
-	)
-	flag.StringVar(&opts.Settings.Namespace, "control-plane-namespace", "istio-system",
-		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
-	flag.StringVar(&opts.Settings.Hub, "istio-hub", "docker.io/istio", "Default image registry of istiod when the ASMMeshConfig sets no spec.hub.")
-	flag.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Istio version of the remote istiods when the ASMMeshConfig sets no spec.version and the mesh cluster runs no istiod to take it from; empty: the version of Istio's chart in this operator (1.N.0).")
-	flag.DurationVar(&opts.Settings.IntermediateCALifetime, "intermediate-ca-lifetime", 90*24*time.Hour,
-		"Lifetime of the intermediate CA issued to each remote istiod (never past the mesh CA's).")
-	flag.DurationVar(&opts.Settings.IntermediateCARenewBefore, "intermediate-ca-renew-before", 30*24*time.Hour,
-		"Renew an intermediate CA this long before it expires; istiod is rolled to pick it up.")
-	flag.IntVar(&opts.Workers, "cluster-workers", 8, "How many data-plane clusters are reconciled at once.")
-	flag.BoolVar(&opts.AllowExecCredentials, "allow-exec-credentials", false, "Let kubeconfigs in remote secrets run exec plugins and auth providers.")
-	flag.BoolVar(&opts.AllowInsecureRemoteConnections, "allow-insecure-remote-connections", false,
-		"Let kubeconfigs in remote secrets skip TLS verification (insecure-skip-tls-verify), use plain HTTP, or go through a proxy (proxy-url).")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the liveness and readiness probes.")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")
-	flag.StringVar(&leaseNS, "leader-election-namespace", manager.DefaultLeaderElectionNamespace(),
-		"Namespace of the leader election lease: the operator's own (default: $POD_NAMESPACE, else the pod's service account namespace), never the control plane's.")
-	bindRemoteRateLimit(flag.CommandLine, &opts.RemoteRateLimit)
+	var cl commandLine
+	cl.bind(flag.CommandLine)
 	// The time requests wait on the rate limit tells whether the limit fits the work.
 	ctrlmetrics.RegisterRESTClientMetrics(ctrlmetrics.MetricRateLimiterLatency)
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cl.zap)))
 	log := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()
@@ -58,20 +33,7 @@ func main() {
 		log.Error(err, "building scheme")
 		os.Exit(1)
 	}
-	opts.Scheme = scheme
-	opts.Manager = ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        manager.LeaderElectionID,
-		LeaderElectionNamespace: leaseNS,
-		// A replica that stops hands the lease over at once instead of making the
-		// other wait for it to expire.
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       ptrTo(manager.GracefulShutdownTimeout),
-		Cache:                         manager.LocalCacheOptions(opts.Settings.Namespace),
-	}
+	opts := cl.options(scheme)
 	mgr, err := manager.New(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
 		log.Error(err, "creating the manager")
@@ -90,6 +52,63 @@ func main() {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+// commandLine is what the manager's flags set.
+type commandLine struct {
+	opts        manager.Options
+	metricsAddr string
+	probeAddr   string
+	pprofAddr   string
+	leaderElect bool
+	leaseNS     string
+	zap         zap.Options
+}
+
+func (c *commandLine) bind(fs *flag.FlagSet) {
+	opts := &c.opts
+	fs.StringVar(&opts.Settings.Namespace, "control-plane-namespace", "istio-system",
+		"Namespace of the Istio control plane: remote secrets are read from it in the mesh cluster, and istiod is installed into it in data-plane clusters.")
+	fs.StringVar(&opts.Settings.Hub, "istio-hub", "docker.io/istio", "Default image registry of istiod when the ASMMeshConfig sets no spec.hub.")
+	fs.StringVar(&opts.Settings.Version, "istio-version", manager.DefaultIstioVersion, "Istio version of the remote istiods when the ASMMeshConfig sets no spec.version and the mesh cluster runs no istiod to take it from; empty: the version of Istio's chart in this operator (1.N.0).")
+	fs.DurationVar(&opts.Settings.IntermediateCALifetime, "intermediate-ca-lifetime", 90*24*time.Hour,
+		"Lifetime of the intermediate CA issued to each remote istiod (never past the mesh CA's).")
+	fs.DurationVar(&opts.Settings.IntermediateCARenewBefore, "intermediate-ca-renew-before", 30*24*time.Hour,
+		"Renew an intermediate CA this long before it expires; istiod is rolled to pick it up.")
+	fs.IntVar(&opts.Workers, "cluster-workers", 8, "How many data-plane clusters are reconciled at once.")
+	fs.BoolVar(&opts.AllowExecCredentials, "allow-exec-credentials", false, "Let kubeconfigs in remote secrets run exec plugins and auth providers.")
+	fs.BoolVar(&opts.AllowInsecureRemoteConnections, "allow-insecure-remote-connections", false,
+		"Let kubeconfigs in remote secrets skip TLS verification (insecure-skip-tls-verify), use plain HTTP, or go through a proxy (proxy-url).")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the liveness and readiness probes.")
+	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "0",
+		"Address of Go's pprof endpoints (/debug/pprof/: heap, CPU, goroutines), to see where memory and time go; 0 disables them. They serve no secret, but bind them to loopback or a port only operators reach.")
+	fs.BoolVar(&c.leaderElect, "leader-elect", true, "Elect a leader so that only one replica acts at a time.")
+	fs.StringVar(&c.leaseNS, "leader-election-namespace", manager.DefaultLeaderElectionNamespace(),
+		"Namespace of the leader election lease: the operator's own (default: $POD_NAMESPACE, else the pod's service account namespace), never the control plane's.")
+	bindRemoteRateLimit(fs, &opts.RemoteRateLimit)
+	c.zap.BindFlags(fs)
+}
+
+// options are the manager's options from the flags.
+func (c *commandLine) options(scheme *runtime.Scheme) manager.Options {
+	opts := c.opts
+	opts.Scheme = scheme
+	opts.Manager = ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: c.metricsAddr},
+		HealthProbeBindAddress:  c.probeAddr,
+		PprofBindAddress:        c.pprofAddr,
+		LeaderElection:          c.leaderElect,
+		LeaderElectionID:        manager.LeaderElectionID,
+		LeaderElectionNamespace: c.leaseNS,
+		// A replica that stops hands the lease over at once instead of making the
+		// other wait for it to expire.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptrTo(manager.GracefulShutdownTimeout),
+		Cache:                         manager.LocalCacheOptions(opts.Settings.Namespace),
+	}
+	return opts
 }
 
 func ptrTo[T any](v T) *T { return &v }

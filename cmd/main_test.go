@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"github.com/meshfleet/remote-istiod-operator/internal/manager"
 	"github.com/meshfleet/remote-istiod-operator/internal/remotecluster"
 )
@@ -62,6 +64,26 @@ func TestRemoteRateLimitFlags(t *testing.T) {
 		}
 		if cfg.RateLimiter == nil || cfg.RateLimiter.QPS() != c.qps || cfg.Burst != c.burst {
 			t.Errorf("%v: QPS %g, burst %d; want %g and %d", c.args, cfg.QPS, cfg.Burst, c.qps, c.burst)
+		}
+	}
+}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "0"},
+		{[]string{"--pprof-bind-address=127.0.0.1:6060"}, "127.0.0.1:6060"},
+	} {
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		var cl commandLine
+		cl.bind(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.options(runtime.NewScheme()).Manager.PprofBindAddress; got != c.want {
+			t.Errorf("%v: pprof at %q, want %q", c.args, got, c.want)
 		}
 	}
 }

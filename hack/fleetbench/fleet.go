@@ -32,6 +32,8 @@ type fleet struct {
 	logf       func(format string, args ...any)
 	// timeout bounds every wait for the operator.
 	timeout time.Duration
+	// profiles is where figure 4 leaves the manager's heap profiles.
+	profiles string
 	// applied is figure 1's median time to all Applied by N, for figure 2's ratio.
 	applied map[int]float64
 }

@@ -217,7 +217,7 @@ func run(ctx context.Context, o options) (err error) {
 			err = errors.Join(err, os.WriteFile(filepath.Join(root, "bin", "fleetbench-manager.log"), raw, 0o644))
 		}
 	}()
-	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout, applied: map[int]float64{}}
+	f := &fleet{m: m, op: op, logf: say, timeout: o.timeout, applied: map[int]float64{}, profiles: filepath.Join(root, "bin")}
 
 	var tables []table
 	for _, fig := range []struct {

@@ -2,10 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +23,7 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 	if _, err := f.setEntries(ctx, nil, 1); err != nil { // an ASMMeshConfig to touch
 		return t, err
 	}
-	empty, err := f.memorySample(ctx)
+	empty, err := f.memorySample(ctx, "0")
 	if err != nil {
 		return t, err
 	}
@@ -33,7 +32,7 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 	if err := createUnrelated(ctx, f.m.Mesh.Client, unrelated); err != nil {
 		return t, err
 	}
-	withUnrelated, err := f.memorySample(ctx)
+	withUnrelated, err := f.memorySample(ctx, "unrelated")
 	if err != nil {
 		return t, err
 	}
@@ -48,7 +47,7 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 		if _, err := f.installQuiet(ctx, f.ids(n)); err != nil {
 			return t, err
 		}
-		s, err := f.memorySample(ctx)
+		s, err := f.memorySample(ctx, fmt.Sprint(n))
 		if err != nil {
 			return t, err
 		}
@@ -78,40 +77,32 @@ func memory(ctx context.Context, f *fleet, ns []int, unrelated int) (table, erro
 			"the first cluster's includes what any installed cluster brings once.", ns[0], prevN, mib(slope), verdict),
 		fmt.Sprintf("The %d unrelated objects (half ConfigMaps, half Secrets, 1 KiB of data each, in namespaces of their own) changed the heap by %s: "+
 			"the mesh cluster's cache holds only istio-system's ConfigMaps and remote secrets.", unrelated, mib(withUnrelated.heap.Median-empty.heap.Median)),
-		"Live heap is go_memstats_heap_alloc_bytes from the manager's metrics read within 0.1 s after a garbage collection (go_memstats_last_gc_time_seconds changed), "+
-			"one reading per row; RSS from /proc at the same moment. Each N is measured installed, Ready and quiet; clusters beyond N have no remote secret.")
+		"Live heap is the manager's HeapAlloc right after a garbage collection it was made to run (pprof's heap?gc=1), with no reconcile in flight, "+
+			"one reading per row; RSS from /proc at the same moment. Each N is measured installed, Ready and quiet; clusters beyond N have no remote secret. "+
+			"The heap profiles are left in bin/fleetbench-heap-N.pb.gz (go tool pprof -base to compare two rows).")
 	return t, nil
 }
 
 // memSample is the live heap and RSS at one moment.
 type memSample struct{ heap, rss summary }
 
-// memorySample reads the heap just after the manager's next garbage collection, when
-// what is allocated is what is live; the Go runtime collects at least every two
-// minutes, and a forced resync makes it allocate, so one comes sooner.
-func (f *fleet) memorySample(ctx context.Context) (memSample, error) {
-	_, lastGC, err := f.op.heapAfterGC()
+// memorySample reads the live heap of the quiet manager: the heap in use right after a
+// garbage collection it is made to run (pprof's gc=1; runtime.GC returns once the
+// collection has swept), and its RSS at the same moment. It leaves the heap profile
+// in bin/fleetbench-heap-<name>.pb.gz, to read what the heap holds.
+func (f *fleet) memorySample(ctx context.Context, name string) (memSample, error) {
+	heap, err := f.op.liveHeap(ctx)
 	if err != nil {
 		return memSample{}, err
 	}
-	if err := f.touch(ctx); err != nil {
+	rss, err := f.op.rssBytes()
+	if err != nil {
 		return memSample{}, err
 	}
-	deadline := time.Now().Add(150 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return memSample{}, err
-		}
-		heap, gc, err := f.op.heapAfterGC()
-		if err != nil {
-			return memSample{}, err
-		}
-		if gc > lastGC {
-			rss, err := f.op.rssBytes()
-			return memSample{heap: sample{heap}.summary(), rss: sample{rss}.summary()}, err
-		}
+	if err := f.op.saveHeapProfile(ctx, filepath.Join(f.profiles, "fleetbench-heap-"+name+".pb.gz")); err != nil {
+		return memSample{}, err
 	}
-	return memSample{}, errors.New("the manager did not collect garbage within 150 s")
+	return memSample{heap: sample{heap}.summary(), rss: sample{rss}.summary()}, nil
 }
 
 // registerExactly leaves the first n data-plane clusters registered and no others.

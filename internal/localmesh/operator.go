@@ -55,6 +55,8 @@ type Manager struct {
 	LogPath string
 	// MetricsURL is the manager's metrics endpoint.
 	MetricsURL string
+	// PprofURL is the root of the manager's pprof endpoints (/debug/pprof/).
+	PprofURL string
 
 	cmd         *exec.Cmd
 	exited      chan error
@@ -99,8 +101,13 @@ func launch(ctx context.Context, opts ManagerOptions, kubeconfigPath string) (*M
 	if err != nil {
 		return nil, err
 	}
+	pprofAddr, err := freeLocalAddress()
+	if err != nil {
+		return nil, err
+	}
 	op := &Manager{LogPath: filepath.Join(opts.Dir, "manager.log"), MetricsURL: "http://" + metricsAddr + "/metrics",
-		exited: make(chan error, 1), stopTimeout: opts.StopTimeout, opts: opts, kubeconfig: kubeconfigPath}
+		PprofURL: "http://" + pprofAddr + "/debug/pprof/",
+		exited:   make(chan error, 1), stopTimeout: opts.StopTimeout, opts: opts, kubeconfig: kubeconfigPath}
 	if op.stopTimeout == 0 {
 		op.stopTimeout = 30 * time.Second
 	}
@@ -110,7 +117,8 @@ func launch(ctx context.Context, opts ManagerOptions, kubeconfigPath string) (*M
 	}
 	defer func() { _ = logFile.Close() }() // the child keeps its own descriptor
 	args := append([]string{"--kubeconfig", kubeconfigPath,
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr}, opts.Args...)
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr,
+		"--pprof-bind-address", pprofAddr}, opts.Args...)
 	op.cmd = exec.Command(opts.Binary, args...)
 	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
 	// Ctrl-C at the terminal must not reach the manager: the caller stops it in order,
