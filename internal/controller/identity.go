@@ -101,10 +101,7 @@ func (r *ClusterReconciler) refuseIdentity(ctx context.Context, w *clusterWork, 
 			w.id, state.Secret, state.UID, w.id)
 		return true, nil
 	}
-	other, wait := r.sameServerKeeper(ctx, w, state.UID)
-	if wait {
-		return true, nil // looked at again shortly; the status stays as it was
-	}
+	other := r.sameServerKeeper(ctx, w, state)
 	if other != "" {
 		r.refuse(w, ReasonDuplicateCluster,
 			"the kubeconfig for cluster %s in remote secret %s reaches the same API server as cluster %s (kube-system Namespace UID %s): "+
@@ -116,12 +113,14 @@ func (r *ClusterReconciler) refuseIdentity(ctx context.Context, w *clusterWork, 
 }
 
 // sameServerKeeper is the other cluster ID, among the entries and the clusters still
-// being removed, that reaches the API server uid and keeps it; "" when w keeps it. The
-// one the operator already works in keeps it (it has applied istiod or switched), so a
-// second ID never takes turns with it; between equals, the first by name. wait is set
-// while another of them is making its first connection (at most the provider's
-// identity deadline): its identity decides, and two new IDs must not both go ahead.
-func (r *ClusterReconciler) sameServerKeeper(ctx context.Context, w *clusterWork, uid string) (other string, wait bool) {
+// being removed, that reaches the API server of mine and keeps it; "" when w keeps it.
+// The one the operator already works in keeps it (it has applied istiod or switched),
+// so a second ID never takes turns with it. Between two that both work in (left so by
+// an older operator), the first by name. Between two new ones, the first the provider
+// connected: when one of them goes ahead the other is not connected yet, or it is
+// and came second, so two new IDs never both go ahead, and none waits for another
+// cluster that is slow to connect, or hung.
+func (r *ClusterReconciler) sameServerKeeper(ctx context.Context, w *clusterWork, mine remotecluster.State) string {
 	ids := []string{}
 	for id := range w.mc.Spec.ExternalIstiodConfigurations {
 		ids = append(ids, id)
@@ -130,24 +129,30 @@ func (r *ClusterReconciler) sameServerKeeper(ctx context.Context, w *clusterWork
 		ids = append(ids, cs.ClusterID)
 	}
 	slices.Sort(ids)
-	mine := worksIn(w.mc, w.id)
+	worksHere := worksIn(w.mc, w.id)
 	for _, other := range slices.Compact(ids) {
 		if other == w.id {
 			continue
 		}
 		state, found, err := r.Clusters.Lookup(ctx, other)
-		if err == nil && found && state.Connecting && !state.Idle {
-			wait = true
-		}
-		if err != nil || !found || state.Cluster == nil || state.UID != uid {
+		if err != nil || !found || state.Cluster == nil || state.UID != mine.UID {
 			continue
 		}
 		theirs := worksIn(w.mc, other)
-		if theirs && !mine || theirs == mine && other < w.id {
-			return other, false
+		switch {
+		case theirs != worksHere:
+			if theirs {
+				return other
+			}
+		case theirs:
+			if other < w.id {
+				return other
+			}
+		case state.FirstConnected < mine.FirstConnected:
+			return other
 		}
 	}
-	return "", wait
+	return ""
 }
 
 // worksIn reports whether the operator has put istiod in the cluster or switched it.

@@ -65,6 +65,10 @@ type State struct {
 	// UID identifies the API server the cluster's client reaches: the UID of its
 	// kube-system Namespace, read once per connection; empty when it cannot be read.
 	UID string
+	// FirstConnected orders the cluster IDs by when the provider first connected each
+	// to the API server UID names (lower is earlier; kept across rebuilt clients); 0
+	// while not connected. Of two new IDs of one API server, the first connected keeps it.
+	FirstConnected uint64
 }
 
 // Needs are the clusters the operator works on and so connects to: the others that
@@ -118,6 +122,16 @@ type Provider struct {
 	// operator may not read it).
 	meshUID     string
 	meshUIDRead bool
+	// firstConnected numbers each cluster ID's first connection to an API server, in
+	// order (State.FirstConnected); connections counts them.
+	firstConnected map[string]connection
+	connections    uint64
+}
+
+// connection is when (in order) a cluster ID was first connected to API server uid.
+type connection struct {
+	uid string
+	seq uint64
 }
 
 var _ multicluster.Provider = &Provider{}
@@ -129,6 +143,8 @@ func New(opts Options) *Provider {
 		log:      ctrl.Log.WithName("remote-clusters"),
 		changes:  make(chan event.TypedGenericEvent[string], 256),
 		clusters: map[string]*remote{},
+
+		firstConnected: map[string]connection{},
 	}
 }
 
@@ -155,8 +171,12 @@ func (p *Provider) Lookup(ctx context.Context, id string) (State, bool, error) {
 	if ok {
 		p.mu.RLock()
 		defer p.mu.RUnlock()
-		return State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem, ConnectError: r.connectErr, Idle: r.idle, UID: r.uid,
-			Connecting: r.cluster == nil && r.problem == "" && r.connectErr == nil}, true, nil
+		st := State{Cluster: r.cluster, Secret: r.secret.Name, Problem: r.problem, ConnectError: r.connectErr, Idle: r.idle, UID: r.uid,
+			Connecting: r.cluster == nil && r.problem == "" && r.connectErr == nil}
+		if r.cluster != nil {
+			st.FirstConnected = p.firstConnected[id].seq
+		}
+		return st, true, nil
 	}
 	secrets := &corev1.SecretList{}
 	if err := p.mgr.GetLocalManager().GetClient().List(ctx, secrets, client.InNamespace(p.opts.Namespace),
@@ -403,6 +423,10 @@ func (p *Provider) setCluster(id string, r *remote, cl cluster.Cluster, uid stri
 		return false
 	}
 	r.cluster, r.connectErr, r.uid = cl, nil, uid
+	if c, ok := p.firstConnected[id]; !ok || c.uid != uid {
+		p.connections++
+		p.firstConnected[id] = connection{uid: uid, seq: p.connections}
+	}
 	return true
 }
 

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,12 +46,7 @@ var _ = Describe("far links", Ordered, func() {
 		c1 := remotes["cluster-1"]
 		Expect(c1.link.SetMode(farlink.Down)).To(Succeed())
 		// An operator that starts (or takes over) during the outage.
-		stopMgr()
-		Eventually(mgrDone).Should(BeClosed())
-		startManager()
-		Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
-			Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
-				"cluster-1": entry(1), "cluster-2": entry(1)}}})).To(Succeed())
+		restartWithBothClusters()
 
 		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
 		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionConnected) }).
@@ -220,6 +216,31 @@ var _ = Describe("far links", Ordered, func() {
 		}).ShouldNot(Equal(old), "the reader token is re-issued")
 		Expect(clusterCondition("cluster-2", v1beta1.ConditionApplied)).To(Equal("False/" + controller.ReasonNoTemplateSource))
 	})
+
+	It("installs a new cluster while another new cluster's first connection hangs", func() {
+		c1, c2 := remotes["cluster-1"], remotes["cluster-2"]
+		removeMeshConfig()
+		Eventually(c1.ownedNames).Should(BeEmpty())
+		Eventually(c2.ownedNames).Should(BeEmpty())
+		Expect(c1.link.SetMode(farlink.Hung)).To(Succeed())
+		// Both are new to an operator that starts now: neither has been connected.
+		restartWithBothClusters()
+
+		// cluster-1's first connection ends when its read of the cluster's identity
+		// times out; cluster-2 must not have waited for it to find out whether the two
+		// IDs are one API server.
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionConnected) }, time.Minute).
+			Should(Equal("False/" + controller.ReasonUnreachable))
+		failed := meta.FindStatusCondition(clusterStatusOf("cluster-1").Conditions, v1beta1.ConditionConnected).LastTransitionTime
+		Eventually(func() string { return clusterCondition("cluster-2", v1beta1.ConditionApplied) }).Should(Equal("True/Applied"))
+		created := c2.deployment().CreationTimestamp
+		Expect(created.Before(&failed)).To(BeTrue(),
+			"cluster-2's istiod was created at %s, not before cluster-1's first connection failed at %s", created, failed)
+
+		Expect(c1.link.SetMode(farlink.Up)).To(Succeed())
+		Eventually(func() string { return clusterCondition("cluster-1", v1beta1.ConditionApplied) }, 2*time.Minute).
+			Should(Equal("True/Applied"))
+	})
 })
 
 // notAfter is the expiry of the first certificate in a PEM bundle.
@@ -229,4 +250,15 @@ func notAfter(pemData []byte) time.Time {
 	cert, err := x509.ParseCertificate(block.Bytes)
 	Expect(err).NotTo(HaveOccurred())
 	return cert.NotAfter
+}
+
+// restartWithBothClusters starts the operator again, so that it has connected to no
+// cluster, and creates the ASMMeshConfig with entries for cluster-1 and cluster-2.
+func restartWithBothClusters() {
+	stopMgr()
+	Eventually(mgrDone).Should(BeClosed())
+	startManager()
+	Expect(mesh.Create(ctx(), &v1beta1.ASMMeshConfig{ObjectMeta: metav1.ObjectMeta{Name: v1beta1.DefaultName},
+		Spec: v1beta1.ASMMeshConfigSpec{ExternalIstiodConfigurations: map[string]v1beta1.ExternalIstiodConfiguration{
+			"cluster-1": entry(1), "cluster-2": entry(1)}}})).To(Succeed())
 }

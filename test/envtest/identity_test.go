@@ -181,6 +181,28 @@ var _ = Describe("which clusters the operator connects to, and which it refuses"
 		Expect(rc.owned()).To(Equal(owned))
 	})
 
+	It("lets exactly one of two new cluster IDs of one API server go ahead", func() {
+		setEntries(map[string]v1beta1.ExternalIstiodConfiguration{nowhere: entry(1)})
+		Eventually(rc.ownedNames).Should(BeEmpty())
+		Eventually(func() v1beta1.ClusterStatus { return clusterStatusOf(id) }).Should(Equal(v1beta1.ClusterStatus{}))
+		// Neither is connected to an operator that starts now, and neither has been worked in.
+		stopMgr()
+		Eventually(mgrDone).Should(BeClosed())
+		startManager()
+		setEntries(map[string]v1beta1.ExternalIstiodConfiguration{id: entry(1), alias: entry(1)})
+		connected := func() []string {
+			return []string{condition(id, v1beta1.ConditionConnected)(), condition(alias, v1beta1.ConditionConnected)()}
+		}
+		Eventually(connected).Should(ConsistOf("True/"+controller.ReasonConnected, "False/"+controller.ReasonDuplicateCluster))
+		Consistently(connected, 3*time.Second).Should(ConsistOf("True/"+controller.ReasonConnected, "False/"+controller.ReasonDuplicateCluster))
+		kept, refused := id, alias
+		if connected()[0] != "True/"+controller.ReasonConnected {
+			kept, refused = alias, id
+		}
+		Eventually(condition(kept, v1beta1.ConditionApplied)).Should(Equal("True/" + controller.ReasonApplied))
+		Expect(labelledFor(rc.client, refused)).To(BeEmpty(), "the refused ID wrote into the cluster")
+	})
+
 	It("warns when the trust domain of a switched cluster changes, and goes ahead", func() {
 		setEntries(map[string]v1beta1.ExternalIstiodConfiguration{id: entry(1)})
 		rc.markAvailable()
