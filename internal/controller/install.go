@@ -35,15 +35,30 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 	defer r.beginPass(ctx, w)()
 	var out outcome
 	trust := r.phaseTrust(ctx, w, &out)
+	if out.unanswered() {
+		return out.result()
+	}
 	istiod := r.phaseIstiod(ctx, w, trust, &out)
 	r.noteTrustDomain(w, istiod)
+	if out.unanswered() {
+		return out.result()
+	}
 	present := istiod.applied || w.status.AppliedHash != "" // an istiod of the operator's runs there
 	if present {
 		out.fail(r.reconcileMirror(ctx, w))                                                         // sizes its deadline to its work
 		_ = r.inPhase(ctx, func(ctx context.Context) error { r.observeIstiod(ctx, w); return nil }) // reports on IstiodReady
 	}
+	if out.unanswered() {
+		return out.result()
+	}
 	switchKeep := r.phaseSwitch(ctx, w, istiod.in, present, &out)
+	if out.unanswered() {
+		return out.result()
+	}
 	secrets := r.phaseAccess(ctx, w, istiod.in.Entry.MutualAccess, present, &out)
+	if out.unanswered() {
+		return out.result()
+	}
 	r.phasePrune(ctx, w, istiod, append(switchKeep, secrets...), &out)
 	return out.result()
 }
@@ -64,6 +79,18 @@ func (o *outcome) retryAfter(d time.Duration) {
 	if d > 0 && (o.after == 0 || d < o.after) {
 		o.after = d
 	}
+}
+
+// unanswered reports a phase that failed because the cluster did not answer (its link
+// went down or hung during the pass): the phases after it would each wait for their
+// deadline in turn, so the pass ends there, and the retry's probe reports the cluster.
+func (o *outcome) unanswered() bool {
+	for _, err := range o.errs {
+		if remotecluster.Unanswered(err) {
+			return true
+		}
+	}
+	return false
 }
 
 // result backs off on any error; otherwise the cluster is looked at again when a phase

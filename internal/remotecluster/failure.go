@@ -70,6 +70,15 @@ func DescribeFailure(err error) string {
 	return msg
 }
 
+// Unanswered reports whether err says an API server did not answer: the connection was
+// refused, reset or closed, or the request ran out of time. An API server that answered
+// with an error is not one of these.
+func Unanswered(err error) bool {
+	var opErr *net.OpError
+	return err != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) || errors.As(err, &opErr))
+}
+
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()

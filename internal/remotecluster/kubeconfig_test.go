@@ -214,6 +214,30 @@ func TestDescribeFailureSaysWhatDidNotAnswer(t *testing.T) {
 
 // TestStatusMessageHidesBodiesThatAreNotKubernetes shows an internal endpoint's answer,
 // reached through a hostile kubeconfig, does not end up in status.
+func TestUnansweredIsALinkNotAnAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, refused := http.Get("http://" + addr + "/api")
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("trust: %w", refused), true},
+		{errors.Join(errors.New("apply"), fmt.Errorf("get: %w", context.DeadlineExceeded)), true},
+		{apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "x", errors.New("no")), false},
+		{apierrors.NewConflict(schema.GroupResource{Resource: "configmaps"}, "x", errors.New("changed")), false},
+		{nil, false},
+	} {
+		if got := Unanswered(c.err); got != c.want {
+			t.Errorf("Unanswered(%v) = %t", c.err, got)
+		}
+	}
+}
+
 func TestStatusMessageHidesBodiesThatAreNotKubernetes(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
