@@ -201,6 +201,12 @@ var _ = Describe("which clusters the operator connects to, and which it refuses"
 		}
 		Eventually(condition(kept, v1beta1.ConditionApplied)).Should(Equal("True/" + controller.ReasonApplied))
 		Expect(labelledFor(rc.client, refused)).To(BeEmpty(), "the refused ID wrote into the cluster")
+
+		// Leave the cluster as the spec before left it: installed under id, alias gone.
+		setEntries(map[string]v1beta1.ExternalIstiodConfiguration{id: entry(1)})
+		Eventually(func() v1beta1.ClusterStatus { return clusterStatusOf(alias) }).Should(Equal(v1beta1.ClusterStatus{}))
+		Eventually(condition(id, v1beta1.ConditionApplied)).Should(Equal("True/" + controller.ReasonApplied))
+		Expect(labelledFor(rc.client, alias)).To(BeEmpty())
 	})
 
 	It("warns when the trust domain of a switched cluster changes, and goes ahead", func() {
