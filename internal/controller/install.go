@@ -56,9 +56,6 @@ func (r *ClusterReconciler) reconcileInstall(ctx context.Context, w *clusterWork
 		return out.result()
 	}
 	secrets := r.phaseAccess(ctx, w, istiod.in.Entry.MutualAccess, present, &out)
-	if out.unanswered() {
-		return out.result()
-	}
 	r.phasePrune(ctx, w, istiod, append(switchKeep, secrets...), &out)
 	return out.result()
 }

@@ -267,6 +267,9 @@ func (p *Provider) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		if _, still := data[id]; !still {
 			p.log.Info("remote secret no longer provides cluster; disconnecting", "cluster", id, "secret", req.Name)
 			p.remove(ctx, id)
+			p.mu.Lock()
+			delete(p.firstConnected, id) // a secret that provides it again connects it as new
+			p.mu.Unlock()
 		}
 	}
 	ids := make([]string, 0, len(data))
