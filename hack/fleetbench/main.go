@@ -39,6 +39,7 @@ type options struct {
 	memoryNs     []int
 	unrelated    int
 	parallelAPIs int
+	istioCRDs    bool
 	helmRuns     int
 	helmNs       []int
 	mirrorKs     []int
@@ -64,6 +65,8 @@ func main() {
 	flag.IntVar(&o.helmRuns, "helm-runs", 1, "Runs of figure 2's Helm loop at each N of -helm-n (each run is N installs in series).")
 	flag.StringVar(&helmNs, "helm-n", "1,4,8", "Numbers of clusters figure 2's Helm loop installs into, one after another (its goal is at N = 8; each N is N installs in series).")
 	flag.IntVar(&o.parallelAPIs, "parallel-starts", 3, "API servers started at once.")
+	flag.BoolVar(&o.istioCRDs, "istio-crds", true, "Data-plane clusters hold the CRDs of Istio's base chart, as its remote profile installs them "+
+		"(false: none, so that every add installs them).")
 	flag.StringVar(&mirrorKs, "mirror-objects", "100,1000,5000", "Istio objects figure 5 mirrors into a cluster, one count after the other.")
 	flag.IntVar(&o.driftRuns, "drift-runs", 3, "Runs of each repair of figure 6.")
 	flag.Parse()
@@ -174,7 +177,7 @@ func run(ctx context.Context, o options) (err error) {
 		if i%2 == 1 {
 			addr = localmesh.AddressExternalName
 		}
-		dps = append(dps, localmesh.DataPlane{ID: fmt.Sprintf("cluster-%d", i+1), Address: addr})
+		dps = append(dps, localmesh.DataPlane{ID: fmt.Sprintf("cluster-%d", i+1), Address: addr, IstioCRDs: o.istioCRDs})
 	}
 	say("starting %d API servers (the mesh and %d data-plane clusters, links of %s round trip and %g Mbit/s) and building the manager",
 		n+1, n, o.rtt, o.mbits)
@@ -244,9 +247,13 @@ func run(ctx context.Context, o options) (err error) {
 		t.text(os.Stdout)
 		tables = append(tables, t)
 		// Written after each figure, so that a run cut short keeps what it measured.
-		setup := fmt.Sprintf("%d data-plane clusters, each behind a far link of %s round trip and %g Mbit/s per direction; "+
+		crds := "with the CRDs of Istio's base chart, as its remote profile installs them"
+		if !o.istioCRDs {
+			crds = "without Istio's CRDs, so that every add installs them"
+		}
+		setup := fmt.Sprintf("%d data-plane clusters, %s, each behind a far link of %s round trip and %g Mbit/s per direction; "+
 			"the API servers and etcds held %s resident after start; the run took %s to here. Command: `fleetbench %s`.",
-			n, o.rtt, o.mbits, mib(apiRSS), time.Since(began).Round(time.Second), strings.Join(os.Args[1:], " "))
+			n, crds, o.rtt, o.mbits, mib(apiRSS), time.Since(began).Round(time.Second), strings.Join(os.Args[1:], " "))
 		if o.out != "" {
 			if err := writeReport(filepath.Join(root, o.out), began, machine, setup, tables); err != nil {
 				return err

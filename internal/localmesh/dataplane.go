@@ -39,11 +39,16 @@ const (
 // name, so that nothing leaves the machine.
 const MeshPilotHost = "localhost"
 
-// DataPlane is a data-plane cluster to start: its ID and the flavour of its control
-// plane address (AddressExternalName or AddressEndpointSlice).
+// DataPlane is a data-plane cluster to start: its ID, the flavour of its control plane
+// address (AddressExternalName or AddressEndpointSlice) and whether it has Istio's CRDs.
 type DataPlane struct {
 	ID      string
 	Address string
+	// IstioCRDs keeps the CustomResourceDefinitions Istio's base chart renders in the
+	// remote profile (base.enableCRDTemplates, on by default), as a cluster installed
+	// with istioctl or Helm has them. Without it the cluster has none of them (as with
+	// base.excludedCRDs listing them all), so the operator installs them.
+	IstioCRDs bool
 }
 
 // MeshInjectionURL is where the injector of a cluster of the ExternalName flavour sends
@@ -75,6 +80,7 @@ func dataPlaneObjects(dp DataPlane, meshRoot []byte) ([]client.Object, error) {
 		Network:           Network,
 		MeshID:            MeshID,
 		InjectionCABundle: meshRoot,
+		CRDs:              dp.IstioCRDs,
 	}
 	switch dp.Address {
 	case AddressExternalName:
@@ -115,7 +121,7 @@ func dataPlaneObjects(dp DataPlane, meshRoot []byte) ([]client.Object, error) {
 
 // installDataPlane creates a data-plane cluster's objects.
 func (c *Cluster) installDataPlane(ctx context.Context, meshRoot []byte) error {
-	objs, err := dataPlaneObjects(DataPlane{ID: c.ID, Address: c.Address}, meshRoot)
+	objs, err := dataPlaneObjects(DataPlane{ID: c.ID, Address: c.Address, IstioCRDs: c.istioCRDs}, meshRoot)
 	if err != nil {
 		return err
 	}

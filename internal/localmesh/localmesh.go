@@ -87,6 +87,9 @@ type Cluster struct {
 	// secrets reach the cluster through it.
 	Link *farlink.Link
 	env  *envtest.Environment
+	// istioCRDs: the data-plane cluster was installed with Istio's CRDs
+	// (DataPlane.IstioCRDs).
+	istioCRDs bool
 }
 
 // Start starts every API server, prepares each cluster and registers the data-plane
@@ -104,7 +107,7 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	m := &Mesh{Mesh: &Cluster{ID: MeshClusterID, env: localapi.New(&envtest.Environment{
 		BinaryAssetsDirectory: opts.AssetsDir, CRDDirectoryPaths: opts.MeshCRDDirs, ErrorIfCRDPathMissing: true})}}
 	for _, dp := range opts.DataPlanes {
-		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: dp.ID, Address: dp.Address,
+		m.DataPlanes = append(m.DataPlanes, &Cluster{ID: dp.ID, Address: dp.Address, istioCRDs: dp.IstioCRDs,
 			env: localapi.New(&envtest.Environment{BinaryAssetsDirectory: opts.AssetsDir})})
 	}
 	if err := m.startAll(scheme, opts.MaxParallelStarts, progress); err != nil {
@@ -192,10 +195,14 @@ func (m *Mesh) prepare(ctx context.Context, register bool, progress func(string)
 
 // describeFlavour says how a data-plane cluster reaches the mesh control plane.
 func describeFlavour(dp *Cluster) string {
-	if dp.Address == AddressExternalName {
-		return fmt.Sprintf("Service istiod of type ExternalName %s, injector calling %s", MeshPilotHost, MeshInjectionURL(dp.ID))
+	crds := ""
+	if dp.istioCRDs {
+		crds = " and Istio's CRDs"
 	}
-	return fmt.Sprintf("selector-less Service istiod with an EndpointSlice (%s), injector calling Service istiod", istiochart.DocumentationAddress)
+	if dp.Address == AddressExternalName {
+		return fmt.Sprintf("Service istiod of type ExternalName %s, injector calling %s%s", MeshPilotHost, MeshInjectionURL(dp.ID), crds)
+	}
+	return fmt.Sprintf("selector-less Service istiod with an EndpointSlice (%s), injector calling Service istiod%s", istiochart.DocumentationAddress, crds)
 }
 
 func skippedNote(skipped []client.Object) string {

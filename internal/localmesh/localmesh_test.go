@@ -122,6 +122,39 @@ func TestDataPlaneFlavours(t *testing.T) {
 	}
 }
 
+// TestDataPlaneIstioCRDs: a data plane asked for with Istio's CRDs holds those of
+// Istio's base chart, as the remote profile installs them; one without holds none.
+func TestDataPlaneIstioCRDs(t *testing.T) {
+	crds := func(objs []client.Object) (names []string) {
+		for _, o := range objs {
+			if kindOf(o) == "CustomResourceDefinition" {
+				names = append(names, o.GetName())
+			}
+		}
+		return names
+	}
+	with, err := dataPlaneObjects(DataPlane{ID: "c", Address: AddressEndpointSlice, IstioCRDs: true}, []byte(testRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := crds(with)
+	if !slices.Contains(got, "virtualservices.networking.istio.io") || !slices.Contains(got, "sidecars.networking.istio.io") {
+		t.Errorf("with IstioCRDs: CRDs %v lack Istio's VirtualService or Sidecar", got)
+	}
+	for _, o := range with {
+		if kindOf(o) == "CustomResourceDefinition" && o.GetLabels()[chartLabel] == "" {
+			t.Errorf("CRD %s is not rendered from Istio's base chart (labels %v)", o.GetName(), o.GetLabels())
+		}
+	}
+	without, err := dataPlaneObjects(DataPlane{ID: "c", Address: AddressEndpointSlice}, []byte(testRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := crds(without); len(got) > 0 {
+		t.Errorf("without IstioCRDs: CRDs %v", got)
+	}
+}
+
 // TestNothingLeavesTheMachine reads every address an API server could be made to call
 // from what localmesh installs: webhook URLs, ExternalNames and EndpointSlice
 // addresses must be loopback ones, localhost, or the never-routed documentation address.
