@@ -69,7 +69,7 @@ func copiesNamed(n int) []client.Object {
 
 func plan(t *testing.T, a *Applier, c client.Reader, objs []client.Object) *Plan {
 	t.Helper()
-	live, err := TakeSnapshot(context.Background(), c, []schema.GroupVersionKind{configMapGVK})
+	live, err := TakeSnapshot(context.Background(), c, nil, []schema.GroupVersionKind{configMapGVK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestDeleteEachKeepsToTheBudget(t *testing.T) {
 	now := testingclock.NewFakeClock(time.Now())
 	a.clock = now
 	stale := func() []*metav1.PartialObjectMetadata {
-		live, err := TakeSnapshot(context.Background(), c, []schema.GroupVersionKind{configMapGVK})
+		live, err := TakeSnapshot(context.Background(), c, nil, []schema.GroupVersionKind{configMapGVK})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,8 +31,8 @@ type Snapshot struct {
 const snapshotWorkers = 16
 
 // TakeSnapshot lists every object of kinds, in all namespaces. A kind the cluster does
-// not serve is left out.
-func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.GroupVersionKind) (*Snapshot, error) {
+// not serve is left out. mapper is the REST mapper reader uses (nil: unknown).
+func TakeSnapshot(ctx context.Context, reader client.Reader, mapper meta.RESTMapper, kinds []schema.GroupVersionKind) (*Snapshot, error) {
 	lists := make([]map[types.NamespacedName]*metav1.PartialObjectMetadata, len(kinds))
 	errs := make([]error, len(kinds))
 	listKind := func(k int) {
@@ -53,12 +53,7 @@ func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.Grou
 		}
 		lists[k] = objs
 	}
-	// One kind of each group version first: a REST mapper that has not seen a group
-	// version yet (controller-runtime's, right after the CRDs are installed) reads its
-	// discovery document once per lookup that misses, one lookup at a time, so kinds of
-	// one group version listed side by side would each read it, in series.
-	first, rest := firstOfEachGroupVersion(kinds)
-	for _, wave := range [][]int{first, rest} {
+	for _, wave := range waves(ctx, mapper, kinds) {
 		workqueue.ParallelizeUntil(ctx, snapshotWorkers, len(wave), func(i int) { listKind(wave[i]) })
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -74,6 +69,27 @@ func TakeSnapshot(ctx context.Context, reader client.Reader, kinds []schema.Grou
 		}
 	}
 	return s, nil
+}
+
+// waves orders the Lists of kinds. A REST mapper that has not seen a group version yet
+// (controller-runtime's, right after the CRDs are installed) reads its discovery
+// document once per lookup that misses, one lookup at a time, so kinds of one group
+// version listed side by side would each read it, in series. So one kind of each group
+// version is looked up first, and then every kind is listed at once: one round trip
+// when the mapper knows them all, and one wait when a just-created kind's List is
+// answered "429, retry after 1 s" (an API server's watch cache of a kind is made on
+// the kind's first request). Without the mapper, one kind of each group version is
+// listed first, then the others.
+func waves(ctx context.Context, mapper meta.RESTMapper, kinds []schema.GroupVersionKind) [][]int {
+	first, rest := firstOfEachGroupVersion(kinds)
+	if mapper == nil {
+		return [][]int{first, rest}
+	}
+	workqueue.ParallelizeUntil(ctx, snapshotWorkers, len(first), func(i int) {
+		gvk := kinds[first[i]]
+		_, _ = mapper.RESTMapping(gvk.GroupKind(), gvk.Version) // a kind it cannot map, its List reports
+	})
+	return [][]int{append(first, rest...)}
 }
 
 // firstOfEachGroupVersion splits the indexes of kinds into the first kind of each group

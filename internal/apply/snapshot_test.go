@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -44,7 +46,7 @@ func TestSnapshotReadsEachKindOnce(t *testing.T) {
 		},
 	}).Build()
 	ctx := context.Background()
-	snap, err := TakeSnapshot(ctx, c, []schema.GroupVersionKind{configMapGVK})
+	snap, err := TakeSnapshot(ctx, c, nil, []schema.GroupVersionKind{configMapGVK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +114,7 @@ func TestSnapshotListsOneKindPerGroupVersionFirst(t *testing.T) {
 		}
 	}
 	r := &orderReader{}
-	if _, err := TakeSnapshot(context.Background(), r, kinds); err != nil {
+	if _, err := TakeSnapshot(context.Background(), r, nil, kinds); err != nil {
 		t.Fatal(err)
 	}
 	for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
@@ -133,5 +135,70 @@ func TestSnapshotListsOneKindPerGroupVersionFirst(t *testing.T) {
 	}
 	if r.events[1] != "start security.istio.io/v1" && r.events[1] != "start networking.istio.io/v1" {
 		t.Errorf("the two group versions were not listed side by side: %v", r.events)
+	}
+}
+
+// mappedReader is a reader and its REST mapper: it records each mapping looked up, and each List waits until every kind's List has
+// started (or gives up after a while), so Lists sent in waves are seen.
+type mappedReader struct {
+	client.Reader
+	meta.ResettableRESTMapper // only RESTMapping is called
+	kinds int
+
+	mu      sync.Mutex
+	mapped  []string
+	started int
+	serial  bool // a List gave up waiting for the others
+	cond    *sync.Cond
+}
+
+func (r *mappedReader) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started > 0 {
+		r.serial = true // a lookup after a List began
+	}
+	r.mapped = append(r.mapped, gk.Group+"/"+versions[0])
+	return &meta.RESTMapping{}, nil
+}
+
+func (r *mappedReader) List(_ context.Context, _ client.ObjectList, _ ...client.ListOption) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started++
+	r.cond.Broadcast()
+	deadline := time.Now().Add(2 * time.Second)
+	for r.started < r.kinds && time.Now().Before(deadline) {
+		go func() { time.Sleep(50 * time.Millisecond); r.cond.Broadcast() }()
+		r.cond.Wait()
+	}
+	if r.started < r.kinds {
+		r.serial = true
+	}
+	return nil
+}
+
+// With a REST mapper, one kind of each group version is looked up first (so that a
+// mapper that misses reads each discovery document once), and then every kind is
+// listed at once: one round trip, and one wait for an API server that answers a kind's
+// first List with "retry after 1 s", not one per wave.
+func TestSnapshotMapsEachGroupVersionThenListsAllAtOnce(t *testing.T) {
+	var kinds []schema.GroupVersionKind
+	for _, gv := range []schema.GroupVersion{{Group: "networking.istio.io", Version: "v1"}, {Group: "security.istio.io", Version: "v1"}} {
+		for _, k := range []string{"A", "B", "C", "D"} {
+			kinds = append(kinds, gv.WithKind(k))
+		}
+	}
+	r := &mappedReader{kinds: len(kinds)}
+	r.cond = sync.NewCond(&r.mu)
+	if _, err := TakeSnapshot(context.Background(), r, r, kinds); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(r.mapped)
+	if want := []string{"networking.istio.io/v1", "security.istio.io/v1"}; !slices.Equal(r.mapped, want) {
+		t.Errorf("mappings looked up: %v, want one per group version %v", r.mapped, want)
+	}
+	if r.serial {
+		t.Errorf("the Lists did not all go at once after the lookups")
 	}
 }

@@ -85,7 +85,7 @@ func (r *ClusterReconciler) reconcileMirror(ctx context.Context, w *clusterWork)
 	// a cache would first have to discover them), in one metadata-only List per kind
 	// rather than one read per copy: a pass crosses the link to a far cluster once per
 	// kind, and the hash annotation on each copy says whether it is right.
-	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), mirror.Kinds())
+	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), w.remote.GetRESTMapper(), mirror.Kinds())
 	if err != nil {
 		return r.mirrorFailed(w, err)
 	}
@@ -116,7 +116,7 @@ func (r *ClusterReconciler) installCRDs(ctx context.Context, w *clusterWork) err
 	own := ownership(w.id)
 	readCtx, cancel := context.WithTimeout(ctx, mirrorReadTimeout)
 	defer cancel()
-	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), []schema.GroupVersionKind{mirror.CRDGVK})
+	live, err := apply.TakeSnapshot(readCtx, w.remote.GetAPIReader(), w.remote.GetRESTMapper(), []schema.GroupVersionKind{mirror.CRDGVK})
 	if err != nil {
 		return err
 	}

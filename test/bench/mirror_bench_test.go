@@ -61,7 +61,7 @@ func BenchmarkMirrorResync(b *testing.B) {
 			b.Fatal(err)
 		}
 		snapshot := func() client.Reader {
-			s, err := apply.TakeSnapshot(ctx, direct, []schema.GroupVersionKind{virtualServiceGVK})
+			s, err := apply.TakeSnapshot(ctx, direct, nil, []schema.GroupVersionKind{virtualServiceGVK})
 			if err != nil {
 				b.Fatal(err)
 			}
