@@ -143,7 +143,7 @@ func TestSnapshotListsOneKindPerGroupVersionFirst(t *testing.T) {
 type mappedReader struct {
 	client.Reader
 	meta.ResettableRESTMapper // only RESTMapping is called
-	kinds int
+	kinds                     int
 
 	mu      sync.Mutex
 	mapped  []string
