@@ -51,7 +51,14 @@ func (o Ownership) owns(obj metav1.Object) bool {
 	return true
 }
 
-type applied struct{ hash, version string }
+// applied is what the applier knows of an object it last wrote or found as it wants it:
+// the content's hash, the liveVersion and the resourceVersion it had then.
+type applied struct{ hash, version, resourceVersion string }
+
+// known is the applied record of an object as the API server returned or listed it.
+func known(hash string, obj metav1.Object) applied {
+	return applied{hash, liveVersion(obj), obj.GetResourceVersion()}
+}
 
 // pending is an object Apply is about to write; create when reader did not have it.
 type pending struct {
@@ -222,7 +229,7 @@ func (a *Applier) Apply(ctx context.Context, cluster string, reader, live client
 				errs[i] = fmt.Errorf("%s %s: %w", p.obj.GetKind(), p.obj.GetName(), err)
 				return
 			}
-			a.remember(p.key, applied{p.hash, liveVersion(p.obj)}) // p.obj now holds the server's answer
+			a.remember(p.key, known(p.hash, p.obj)) // p.obj now holds the server's answer
 			written[i] = true
 		})
 		for i, p := range batch {
@@ -293,6 +300,16 @@ func (a *Applier) remember(key string, v applied) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.last[key] = v
+}
+
+// AsApplied reports that obj, of kind gvk in a cluster, is at the resourceVersion at
+// which the applier last wrote it or found it as it wants it: a watch event that
+// brings it (a create or an update) is the echo of the operator's own write, and a
+// pass would find nothing to do. A deletion is never one: a deleted object keeps the
+// resourceVersion it had.
+func (a *Applier) AsApplied(cluster string, gvk schema.GroupVersionKind, obj metav1.Object) bool {
+	rv := obj.GetResourceVersion()
+	return rv != "" && a.remembered(memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())).resourceVersion == rv
 }
 
 // Forget drops the memory of one cluster, for example when its client is replaced.

@@ -139,7 +139,7 @@ func TestMetadataOthersAddIsNotDrift(t *testing.T) {
 		}
 		return m
 	}
-	a.remember("k", applied{hash, liveVersion(live(3, nil))})
+	a.remember("k", known(hash, live(3, nil)))
 	revised := func(m *metav1.PartialObjectMetadata) { m.Annotations["deployment.kubernetes.io/revision"] = "2" }
 	if !a.upToDate("k", hash, u, live(3, revised)) {
 		t.Error("an annotation the Deployment controller added counts as drift")
@@ -279,5 +279,35 @@ func TestPruneDeletesSideBySideKindAfterKind(t *testing.T) {
 	}
 	if firstSecretStart < lastConfigMapEnd {
 		t.Errorf("a Secret was deleted before every ConfigMap was: %v", events)
+	}
+}
+
+// TestAsAppliedKnowsItsOwnWrites: an object at the resourceVersion the applier's write
+// got back is the echo of that write; after someone else's edit, or for an object the
+// applier never wrote, it is not.
+func TestAsAppliedKnowsItsOwnWrites(t *testing.T) {
+	c := newCountingCluster(t, nil)
+	ctx := context.Background()
+	a := New()
+	if _, err := a.Apply(ctx, "c2", c, nil, c, testOwnership, copiesNamed(1)); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "copy-0"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	gvk := corev1.SchemeGroupVersion.WithKind("ConfigMap")
+	if !a.AsApplied("c2", gvk, cm) {
+		t.Errorf("the object as the applier wrote it (resourceVersion %s) is not its own write", cm.ResourceVersion)
+	}
+	if a.AsApplied("c3", gvk, cm) || New().AsApplied("c2", gvk, cm) {
+		t.Error("an object another cluster's or another applier's")
+	}
+	cm.Data["value"] = "edited"
+	if err := c.Update(ctx, cm, client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatal(err)
+	}
+	if a.AsApplied("c2", gvk, cm) {
+		t.Errorf("an object someone edited (resourceVersion %s) counts as the applier's own write", cm.ResourceVersion)
 	}
 }

@@ -154,7 +154,7 @@ func (a *Applier) upToDate(key, hash string, want *unstructured.Unstructured, li
 	if changedByOthers(live) {
 		return false
 	}
-	a.remember(key, applied{hash, liveVersion(live)})
+	a.remember(key, known(hash, live))
 	return true
 }
 
@@ -210,7 +210,7 @@ func (a *Applier) ApplyEach(ctx context.Context, writer client.Client, p *Plan, 
 			errs[i] = err
 			return
 		}
-		a.remember(w.key, applied{w.hash, liveVersion(w.obj)}) // w.obj now holds the server's answer
+		a.remember(w.key, known(w.hash, w.obj)) // w.obj now holds the server's answer
 	})
 	var res EachResult
 	for i, w := range p.writes {

@@ -25,13 +25,17 @@ const allClusters = "*"
 // their events reach the cluster controller through a channel.
 type kindWatches struct {
 	events chan event.TypedGenericEvent[string]
+	// echo tells a cluster's create or update that is the echo of the operator's own
+	// write, which needs no pass (ownWriteEcho); nil: none is.
+	echo func(cluster string, gvk schema.GroupVersionKind, obj any) bool
 
 	mu      sync.Mutex
 	started map[cache.Cache]map[schema.GroupVersionKind]bool
 }
 
-func newKindWatches() *kindWatches {
+func newKindWatches(echo func(cluster string, gvk schema.GroupVersionKind, obj any) bool) *kindWatches {
 	return &kindWatches{
+		echo:    echo,
 		events:  make(chan event.TypedGenericEvent[string], 1024),
 		started: map[cache.Cache]map[schema.GroupVersionKind]bool{},
 	}
@@ -67,8 +71,14 @@ func (k *kindWatches) ensure(ctx context.Context, c cache.Cache, kinds []schema.
 			}
 			k.send(target)
 		}
+		unlessEcho := func(o any) {
+			if target != allClusters && k.echo != nil && k.echo(target, gvk, o) {
+				return
+			}
+			notify(o)
+		}
 		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: notify, DeleteFunc: notify, UpdateFunc: func(_, o any) { notify(o) },
+			AddFunc: unlessEcho, DeleteFunc: notify, UpdateFunc: func(_, o any) { unlessEcho(o) },
 		}); err != nil {
 			continue
 		}

@@ -84,7 +84,8 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		Watches(&v1beta1.ASMMeshConfig{}, clustersOfMeshConfig,
 			mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false),
 			mcbuilder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&appsv1.Deployment{}, sameCluster, append(remoteOnly, mcbuilder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))...).
+		Watches(&appsv1.Deployment{}, r.sameClusterUnlessEcho(appsv1.SchemeGroupVersion.WithKind("Deployment")),
+			append(remoteOnly, mcbuilder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))...).
 		// The mesh control plane's injector and mesh ConfigMaps and its istiod, which
 		// every cluster's istiod copies (meshsettings.go).
 		Watches(&corev1.ConfigMap{}, r.everyClusterOnMeshSettings, append(meshOnly, mcbuilder.WithPredicates(r.meshSettingsChanged()))...).
@@ -104,7 +105,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		return err
 	}
 	b = b.WatchesRawSource(meshCA)
-	r.watches = newKindWatches()
+	r.watches = newKindWatches(r.ownWriteEcho)
 	b = b.WatchesRawSource(source.TypedChannel(r.watches.events, handler.TypedFuncs[string, mcreconcile.Request]{
 		GenericFunc: func(ctx context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
 			if e.Object != allClusters {
@@ -122,7 +123,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		}
 		obj := &metav1.PartialObjectMetadata{}
 		obj.SetGroupVersionKind(gvk)
-		b = b.WatchesMetadata(obj, sameCluster, remoteOnly...)
+		b = b.WatchesMetadata(obj, r.sameClusterUnlessEcho(gvk), remoteOnly...)
 	}
 	return b.Complete(r)
 }
