@@ -56,6 +56,7 @@ type ClusterReconciler struct {
 	LocalReader client.Reader
 
 	watches *kindWatches
+	repairs *repairs
 	// passReads are the live reads each cluster's last pass made (internal/passread).
 	passReads sync.Map
 }
@@ -79,6 +80,14 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req mcreconcile.Reque
 	if id == "" {
 		return ctrl.Result{}, nil
 	}
+	if req.Name == repairRequestName {
+		return r.reconcileRepair(ctx, id)
+	}
+	if !r.repairs.begin(id) {
+		return ctrl.Result{RequeueAfter: repairRetry}, nil // a repair of the cluster runs
+	}
+	defer r.repairs.end(id)
+	r.repairs.passBegins(id)
 
 	log := logf.FromContext(ctx).WithValues("cluster", id)
 	ctx = logf.IntoContext(ctx, log)

@@ -7,26 +7,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	mcreconcile "sigs.k8s.io/multicluster-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/remote-istiod-operator/internal/apply"
 )
 
-// TestEchoesOfOwnWritesWakeNoPass: the create and update events that bring an object as
-// the operator's apply left it queue nothing; someone's edit and any deletion queue the
-// cluster.
-func TestEchoesOfOwnWritesWakeNoPass(t *testing.T) {
+// TestEchoesOfOwnWritesWakeNothing: the create and update events that bring an object
+// as the operator's apply left it ask for nothing; someone's edit and any deletion ask
+// for a repair of that object.
+func TestEchoesOfOwnWritesWakeNothing(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	c := fake.NewClientBuilder().WithScheme(scheme).WithReturnManagedFields().Build()
-	r := &ClusterReconciler{Applier: apply.New()}
+	r := &ClusterReconciler{Applier: apply.New(), watches: newKindWatches(nil)}
 	gvk := corev1.SchemeGroupVersion.WithKind("ConfigMap")
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio"}, Data: map[string]string{"mesh": "{}"}}
 	cm.SetGroupVersionKind(gvk)
@@ -43,40 +41,36 @@ func TestEchoesOfOwnWritesWakeNoPass(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := r.sameClusterUnlessEcho(gvk)("cluster-1", nil)
-	queued := func(send func(workqueue.TypedRateLimitingInterface[mcreconcile.Request])) int {
-		q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[mcreconcile.Request]())
-		defer q.ShutDown()
-		send(q)
-		return q.Len()
+	h := r.ownedObjectEvents(gvk)("cluster-1", nil)
+	noted := func(send func()) int {
+		r.repairs = newRepairs(r.watches.send)
+		send()
+		dirty, _ := r.repairs.take("cluster-1")
+		return len(dirty)
 	}
 	for _, tc := range []struct {
 		name string
-		send func(workqueue.TypedRateLimitingInterface[mcreconcile.Request])
+		send func()
 		want int
 	}{
-		{"the create of the operator's write", func(q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
-			h.Create(ctx, event.TypedCreateEvent[client.Object]{Object: written}, q)
+		{"the create of the operator's write", func() { h.Create(ctx, event.TypedCreateEvent[client.Object]{Object: written}, nil) }, 0},
+		{"an update to the operator's write", func() {
+			h.Update(ctx, event.TypedUpdateEvent[client.Object]{ObjectOld: edited, ObjectNew: written}, nil)
 		}, 0},
-		{"an update to the operator's write", func(q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
-			h.Update(ctx, event.TypedUpdateEvent[client.Object]{ObjectOld: edited, ObjectNew: written}, q)
-		}, 0},
-		{"someone's edit", func(q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
-			h.Update(ctx, event.TypedUpdateEvent[client.Object]{ObjectOld: written, ObjectNew: edited}, q)
+		{"someone's edit", func() {
+			h.Update(ctx, event.TypedUpdateEvent[client.Object]{ObjectOld: written, ObjectNew: edited}, nil)
 		}, 1},
-		{"the deletion of the operator's write", func(q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
-			h.Delete(ctx, event.TypedDeleteEvent[client.Object]{Object: written}, q)
-		}, 1},
+		{"the deletion of the operator's write", func() { h.Delete(ctx, event.TypedDeleteEvent[client.Object]{Object: written}, nil) }, 1},
 	} {
-		if got := queued(tc.send); got != tc.want {
-			t.Errorf("%s: %d requests queued, want %d", tc.name, got, tc.want)
+		if got := noted(tc.send); got != tc.want {
+			t.Errorf("%s: %d objects to repair, want %d", tc.name, got, tc.want)
 		}
 	}
 	// The same object in another cluster is not this cluster's write.
-	other := r.sameClusterUnlessEcho(gvk)("cluster-2", nil)
-	if got := queued(func(q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
-		other.Create(ctx, event.TypedCreateEvent[client.Object]{Object: written}, q)
-	}); got != 1 {
-		t.Errorf("another cluster's create: %d requests queued, want 1", got)
+	other := r.ownedObjectEvents(gvk)("cluster-2", nil)
+	r.repairs = newRepairs(r.watches.send)
+	other.Create(ctx, event.TypedCreateEvent[client.Object]{Object: written}, nil)
+	if dirty, _ := r.repairs.take("cluster-2"); len(dirty) != 1 {
+		t.Errorf("another cluster's create: %d objects to repair, want 1", len(dirty))
 	}
 }

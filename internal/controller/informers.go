@@ -25,19 +25,19 @@ const allClusters = "*"
 // their events reach the cluster controller through a channel.
 type kindWatches struct {
 	events chan event.TypedGenericEvent[string]
-	// echo tells a cluster's create or update that is the echo of the operator's own
-	// write, which needs no pass (ownWriteEcho); nil: none is.
-	echo func(cluster string, gvk schema.GroupVersionKind, obj any) bool
+	// copyChanged is told of each event of a cluster's copies (ownedObjectChanged);
+	// nil: the cluster's pass is queued.
+	copyChanged func(cluster string, gvk schema.GroupVersionKind, obj any, deleted bool)
 
 	mu      sync.Mutex
 	started map[cache.Cache]map[schema.GroupVersionKind]bool
 }
 
-func newKindWatches(echo func(cluster string, gvk schema.GroupVersionKind, obj any) bool) *kindWatches {
+func newKindWatches(copyChanged func(cluster string, gvk schema.GroupVersionKind, obj any, deleted bool)) *kindWatches {
 	return &kindWatches{
-		echo:    echo,
-		events:  make(chan event.TypedGenericEvent[string], 1024),
-		started: map[cache.Cache]map[schema.GroupVersionKind]bool{},
+		copyChanged: copyChanged,
+		events:      make(chan event.TypedGenericEvent[string], 1024),
+		started:     map[cache.Cache]map[schema.GroupVersionKind]bool{},
 	}
 }
 
@@ -71,14 +71,14 @@ func (k *kindWatches) ensure(ctx context.Context, c cache.Cache, kinds []schema.
 			}
 			k.send(target)
 		}
-		unlessEcho := func(o any) {
-			if target != allClusters && k.echo != nil && k.echo(target, gvk, o) {
-				return
+		changed := func(deleted bool) func(any) {
+			if target == allClusters || k.copyChanged == nil {
+				return notify
 			}
-			notify(o)
+			return func(o any) { k.copyChanged(target, gvk, o, deleted) }
 		}
 		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: unlessEcho, DeleteFunc: notify, UpdateFunc: func(_, o any) { unlessEcho(o) },
+			AddFunc: changed(false), DeleteFunc: changed(true), UpdateFunc: func(_, o any) { changed(false)(o) },
 		}); err != nil {
 			continue
 		}

@@ -244,6 +244,7 @@ func (r *ClusterReconciler) applyIstiod(ctx context.Context, w *clusterWork, tru
 	w.status.IstioVersion = in.Version
 	w.set(v1beta1.ConditionApplied, true, ReasonApplied, "%d objects of istiod %s are applied", len(objs), in.Version)
 	res.objs, res.applied = objs, true
+	r.repairs.appliedIstiod(w.id, objs)
 	return nil
 }
 

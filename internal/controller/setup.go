@@ -84,7 +84,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		Watches(&v1beta1.ASMMeshConfig{}, clustersOfMeshConfig,
 			mcbuilder.WithEngageWithLocalCluster(true), mcbuilder.WithEngageWithProviderClusters(false),
 			mcbuilder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&appsv1.Deployment{}, r.sameClusterUnlessEcho(appsv1.SchemeGroupVersion.WithKind("Deployment")),
+		Watches(&appsv1.Deployment{}, r.istiodDeploymentEvents(appsv1.SchemeGroupVersion.WithKind("Deployment")),
 			append(remoteOnly, mcbuilder.WithPredicates(predicate.ResourceVersionChangedPredicate{}))...).
 		// The mesh control plane's injector and mesh ConfigMaps and its istiod, which
 		// every cluster's istiod copies (meshsettings.go).
@@ -105,7 +105,13 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		return err
 	}
 	b = b.WatchesRawSource(meshCA)
-	r.watches = newKindWatches(r.ownWriteEcho)
+	r.watches = newKindWatches(r.ownedObjectChanged)
+	r.repairs = newRepairs(r.watches.send)
+	b = b.WatchesRawSource(source.TypedChannel(r.repairs.events, handler.TypedFuncs[string, mcreconcile.Request]{
+		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
+			q.Add(repairFor(e.Object))
+		},
+	}))
 	b = b.WatchesRawSource(source.TypedChannel(r.watches.events, handler.TypedFuncs[string, mcreconcile.Request]{
 		GenericFunc: func(ctx context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[mcreconcile.Request]) {
 			if e.Object != allClusters {
@@ -123,7 +129,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr mcmanager.Manager, workers int)
 		}
 		obj := &metav1.PartialObjectMetadata{}
 		obj.SetGroupVersionKind(gvk)
-		b = b.WatchesMetadata(obj, r.sameClusterUnlessEcho(gvk), remoteOnly...)
+		b = b.WatchesMetadata(obj, r.ownedObjectEvents(gvk), remoteOnly...)
 	}
 	return b.Complete(r)
 }

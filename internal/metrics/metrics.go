@@ -71,6 +71,10 @@ var (
 		Help: "Requests the operator sent to the cluster's API server, by verb (get, watch, create, update, patch, delete); " +
 			"watch counts watch streams opened.",
 	}, []string{LabelCluster, LabelVerb})
+	Repairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "repairs_total",
+		Help: "Objects changed or deleted in the cluster that a repair put back without a pass of the cluster.",
+	}, []string{LabelCluster})
 	GatewayRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "gateway_restarts_total",
 		Help: "Gateway Deployments restarted in the cluster, by direction: switch (to the local istiod) or back.",
@@ -82,12 +86,13 @@ var perCluster = []*prometheus.MetricVec{
 	ClusterConnected.MetricVec, ClusterReady.MetricVec, ClusterSwitched.MetricVec,
 	IstiodDesiredReplicas.MetricVec, IstiodReadyReplicas.MetricVec, MirroredObjects.MetricVec,
 	ApplyDuration.MetricVec, ApplyErrors.MetricVec, MirrorWrites.MetricVec, MirrorLag.MetricVec, GatewayRestarts.MetricVec,
+	Repairs.MetricVec,
 }
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(ClusterConnected, ClusterReady, ClusterSwitched, IstiodDesiredReplicas,
 		IstiodReadyReplicas, MirroredObjects, ApplyDuration, ApplyErrors, MirrorWrites, MirrorLag, GatewayRestarts,
-		RemoteRequests)
+		RemoteRequests, Repairs)
 }
 
 // ReportCluster sets the cluster's gauges from its status entry. A nil entry means the
@@ -124,6 +129,9 @@ func ForgetCluster(id string) {
 func StartApply(id string) *prometheus.Timer {
 	return prometheus.NewTimer(ApplyDuration.WithLabelValues(id))
 }
+
+// CountRepairs adds the objects one repair put back.
+func CountRepairs(id string, n int) { Repairs.WithLabelValues(id).Add(float64(n)) }
 
 // CountMirrorWrites adds one mirror pass's writes.
 func CountMirrorWrites(id string, created, updated, deleted int) {

@@ -280,7 +280,9 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v2"`))
 		Eventually(metric("mirror_writes_total{operation=update}")).Should(BeNumerically(">", before["mirror_writes_total{operation=update}"]))
 
-		By("reverting an edit and a deletion of a copy in cluster-2")
+		By("reverting an edit and a deletion of a copy in cluster-2, by a repair of the two")
+		settled()
+		repaired := clusterMetrics("cluster-2")["repairs_total"]
 		copyOf := vs.DeepCopy()
 		Expect(rc.client.Get(ctx(), client.ObjectKeyFromObject(vs), copyOf)).To(Succeed())
 		copyOf.Object["spec"] = map[string]any{"hosts": []any{"somewhere-else"}}
@@ -288,6 +290,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Expect(rc.client.Delete(ctx(), ap.DeepCopy())).To(Succeed())
 		Eventually(func() string { return rc.istioSpec(vs) }).Should(ContainSubstring(`"subset":"v2"`))
 		Eventually(func() string { return rc.istioSpec(ap) }).Should(Equal("{}"))
+		Eventually(metric("repairs_total")).Should(BeNumerically(">=", repaired+2))
 
 		By("following deletions in the mesh cluster")
 		Expect(mesh.Delete(ctx(), vs)).To(Succeed())
@@ -335,8 +338,10 @@ var _ = Describe("remote control planes", Ordered, func() {
 		Eventually(readyCondition).Should(Equal("True/Ready"))
 	})
 
-	It("restores an owned object that was changed or deleted in the data-plane cluster", func() {
+	It("restores an owned object that was changed or deleted in the data-plane cluster, by a repair of the two", func() {
 		rc := remotes["cluster-2"]
+		settled()
+		repaired := clusterMetrics("cluster-2")["repairs_total"]
 		role := &rbacv1.Role{}
 		Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istiod"}, role)).To(Succeed())
 		Expect(rc.client.Delete(ctx(), role)).To(Succeed())
@@ -350,6 +355,7 @@ var _ = Describe("remote control planes", Ordered, func() {
 			Expect(rc.client.Get(ctx(), types.NamespacedName{Namespace: ns, Name: "istio"}, cm)).To(Succeed())
 			return cm.Data["mesh"]
 		}).Should(Equal(mesh))
+		Eventually(func() float64 { return clusterMetrics("cluster-2")["repairs_total"] }).Should(BeNumerically(">=", repaired+2))
 	})
 
 	It("applies nothing while a stored object has both the conflicting field and entries, and says why", func() {

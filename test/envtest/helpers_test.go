@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -219,6 +221,17 @@ func readyCondition() string {
 }
 
 // reconciles counts finished reconciles of the per-cluster controller.
+// settled waits until no reconcile has run for a second, so that what a spec does next
+// is not also done by a pass still under way.
+func settled() {
+	GinkgoHelper()
+	Eventually(func() bool {
+		before := reconciles()
+		time.Sleep(time.Second)
+		return reconciles() == before
+	}, "30s", "10ms").Should(BeTrue())
+}
+
 func reconciles() float64 {
 	families, err := ctrlmetrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
