@@ -312,6 +312,17 @@ func (a *Applier) AsApplied(cluster string, gvk schema.GroupVersionKind, obj met
 	return rv != "" && a.remembered(memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())).resourceVersion == rv
 }
 
+// LastApplied reports that obj has the content of the applier's last write of it in the
+// cluster (or of the object it last found there as it wanted it).
+func (a *Applier) LastApplied(cluster string, obj client.Object) (bool, error) {
+	_, hash, err := hashedCopy(obj)
+	if err != nil {
+		return false, err
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	return a.remembered(memoryKey(cluster, gvk, obj.GetNamespace(), obj.GetName())).hash == hash, nil
+}
+
 // Forget drops the memory of one cluster, for example when its client is replaced.
 func (a *Applier) Forget(cluster string) {
 	a.mu.Lock()

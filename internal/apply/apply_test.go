@@ -303,6 +303,12 @@ func TestAsAppliedKnowsItsOwnWrites(t *testing.T) {
 	if a.AsApplied("c3", gvk, cm) || New().AsApplied("c2", gvk, cm) {
 		t.Error("an object another cluster's or another applier's")
 	}
+	if same, err := a.LastApplied("c2", copiesNamed(1)[0]); err != nil || !same {
+		t.Errorf("the content the applier wrote is not its last applied: %v", err)
+	}
+	if same, _ := a.LastApplied("c2", copyNamed("copy-0", "v2")); same {
+		t.Error("other content counts as the applier's last applied")
+	}
 	cm.Data["value"] = "edited"
 	if err := c.Update(ctx, cm, client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)

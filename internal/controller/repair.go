@@ -210,7 +210,13 @@ func (r *ClusterReconciler) wantedNow(ctx context.Context, id string, dirty map[
 		if err := r.Local.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: k.name}, src); err != nil {
 			return nil, false // gone from the mesh (a pass prunes the copy) or unreadable
 		}
-		objs = append(objs, mirror.Copy(src, ownership(id).Labels))
+		cp := mirror.Copy(src, ownership(id).Labels)
+		// Only a copy as the last pass wrote it is put back: a source changed since is
+		// the pass's to mirror (it is queued by the change), with its accounting.
+		if same, err := r.Applier.LastApplied(id, cp); err != nil || !same {
+			return nil, false
+		}
+		objs = append(objs, cp)
 	}
 	return objs, true
 }
