@@ -79,9 +79,10 @@ func drift(ctx context.Context, f *fleet, runs int) (table, error) {
 		if s.Median > goal.Seconds() {
 			verdict = "misses goal"
 		}
-		// A repair of the one object reads it, or a few, and writes it once.
+		// A repair of the one object reads it, or a few, and writes it once; a full
+		// reconcile reads every kind.
 		cost := "one object: meets goal"
-		if repair.verbs["get"].summary().Median > repairReads || repair.reconciles.summary().Median > 1 {
+		if repair.verbs["get"].summary().Median > repairReads {
 			cost = "a full reconcile or more: misses goal"
 		}
 		t.Rows = append(t.Rows, []string{c.name, s.cell(seconds), repair.requestsCell(), repair.reconciles.summary().cell(count),
@@ -93,10 +94,11 @@ func drift(ctx context.Context, f *fleet, runs int) (table, error) {
 			"the benchmark reads the object there every %s until it is the operator's again (a new istiod Deployment with the operator's labels; the copy's spec equal to its source's).", runs, driftObjects, driftPoll),
 		fmt.Sprintf("Goal: under 1 s plus a few round trips, here 1 s + 4 × %s (the probe's read through the link). "+
 			"Requests are the operator's to the cluster, by verb (median, min–max), from the change until the object was restored, and then until the operator was quiet for %s: "+
-			"a full reconcile of the cluster reads about 30 times (figure 3), a repair of one object a few (the cost goal, on the repair: at most %d reads and one reconcile). "+
-			"Reconciles are the cluster controller's (controller_runtime_reconcile_total of remote-istiod, one cluster: repairs and passes) over the same times. "+
+			"a full reconcile of the cluster reads about 30 times (figure 3), a repair of one object a few (the cost goal, on the requests until restored: at most %d reads). "+
+			"Reconciles are the cluster controller's (controller_runtime_reconcile_total of remote-istiod, one cluster: repairs and passes), counted %s after the restored object was seen "+
+			"(the repair's answer crosses the link after the benchmark, which reads the API server directly, sees the object); a repair that finds its change was the operator's own write sends nothing. "+
 			"What follows a restored istiod Deployment is the pass its new status wakes (the stand-in reports it available, as a kubelet and the Deployment controller would): "+
-			"readiness is reported, and the switch kept, by a pass.", seconds(latency), quietFor, repairReads))
+			"readiness is reported, and the switch kept, by a pass.", seconds(latency), quietFor, repairReads, repairSettle))
 	return t, f.removeFixture(ctx)
 }
 
@@ -167,14 +169,15 @@ func repairOnce(ctx context.Context, f *fleet, id string, change func() (func() 
 		}
 	}
 	res.took = time.Since(start)
+	// Requests are counted as they are sent, so the repair's are all in by now.
+	cMid, err := f.op.requestCounts(f.m.Mesh.Config.Host)
+	if err != nil {
+		return res, err
+	}
 	// The benchmark reads the API server directly, the operator through the link: the
 	// repair's answer, and the end of its reconcile, come half a round trip or more
 	// after the restored object is seen.
 	if err := sleep(ctx, repairSettle); err != nil {
-		return res, err
-	}
-	cMid, err := f.op.requestCounts(f.m.Mesh.Config.Host)
-	if err != nil {
 		return res, err
 	}
 	rMid, err := f.op.reconcilesAll()

@@ -39,7 +39,11 @@ func (r *ClusterReconciler) ownedObjectChanged(cluster string, gvk schema.GroupV
 		r.watches.send(cluster) // not an object: a pass looks at everything
 		return
 	}
-	r.repairs.note(cluster, gvk, o.GetNamespace(), o.GetName())
+	rv := o.GetResourceVersion()
+	if deleted {
+		rv = ""
+	}
+	r.repairs.note(cluster, gvk, o.GetNamespace(), o.GetName(), rv)
 }
 
 type requestQueue = workqueue.TypedRateLimitingInterface[mcreconcile.Request]

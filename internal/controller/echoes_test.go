@@ -73,4 +73,19 @@ func TestEchoesOfOwnWritesWakeNothing(t *testing.T) {
 	if dirty, _ := r.repairs.take("cluster-2"); len(dirty) != 1 {
 		t.Errorf("another cluster's create: %d objects to repair, want 1", len(dirty))
 	}
+
+	// An echo that came before the write's answer is told by the repair.
+	key := objectKey{gvk, written.Namespace, written.Name}
+	dirty := map[objectKey]string{key: written.ResourceVersion}
+	r.dropEchoes("cluster-1", dirty)
+	if len(dirty) != 0 {
+		t.Errorf("the echo of the operator's write is still to repair: %v", dirty)
+	}
+	for _, rv := range []string{edited.ResourceVersion, ""} {
+		dirty := map[objectKey]string{key: rv}
+		r.dropEchoes("cluster-1", dirty)
+		if len(dirty) != 1 {
+			t.Errorf("a change to resourceVersion %q (an edit; \"\" a deletion) was dropped as an echo", rv)
+		}
+	}
 }

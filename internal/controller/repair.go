@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -48,27 +49,30 @@ type repairs struct {
 	events chan event.TypedGenericEvent[string]
 	pass   func(id string)
 
-	mu      sync.Mutex
-	busy    map[string]bool
-	dirty   map[string]map[objectKey]bool
+	mu   sync.Mutex
+	busy map[string]bool
+	// dirty are the cluster's changed objects, with the resourceVersion each event
+	// brought ("" for a deletion).
+	dirty   map[string]map[objectKey]string
 	applied map[string][]client.Object // istiod's objects as the cluster's last pass applied them, in order
 }
 
 func newRepairs(pass func(id string)) *repairs {
 	return &repairs{events: make(chan event.TypedGenericEvent[string], 1024), pass: pass,
-		busy: map[string]bool{}, dirty: map[string]map[objectKey]bool{}, applied: map[string][]client.Object{}}
+		busy: map[string]bool{}, dirty: map[string]map[objectKey]string{}, applied: map[string][]client.Object{}}
 }
 
 // The methods of a nil *repairs (a reconciler not set up with a manager, in unit
 // tests) know nothing and hold nothing back.
 
-// note records that an object of the cluster changed and queues the cluster's repair.
-func (p *repairs) note(id string, gvk schema.GroupVersionKind, namespace, name string) {
+// note records that an object of the cluster changed, to resourceVersion rv ("" when
+// deleted), and queues the cluster's repair.
+func (p *repairs) note(id string, gvk schema.GroupVersionKind, namespace, name, rv string) {
 	p.mu.Lock()
 	if p.dirty[id] == nil {
-		p.dirty[id] = map[objectKey]bool{}
+		p.dirty[id] = map[objectKey]string{}
 	}
-	p.dirty[id][objectKey{gvk, namespace, name}] = true
+	p.dirty[id][objectKey{gvk, namespace, name}] = rv
 	p.mu.Unlock()
 	select {
 	case p.events <- event.TypedGenericEvent[string]{Object: id}:
@@ -128,7 +132,7 @@ func (p *repairs) appliedIstiod(id string, objs []client.Object) {
 }
 
 // take returns and clears the cluster's changed objects, and istiod's applied set.
-func (p *repairs) take(id string) (map[objectKey]bool, []client.Object) {
+func (p *repairs) take(id string) (map[objectKey]string, []client.Object) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	dirty := p.dirty[id]
@@ -144,6 +148,7 @@ func (r *ClusterReconciler) reconcileRepair(ctx context.Context, id string) (ctr
 	}
 	defer r.repairs.end(id)
 	dirty, applied := r.repairs.take(id)
+	r.dropEchoes(id, dirty)
 	if len(dirty) == 0 {
 		return ctrl.Result{}, nil
 	}
@@ -173,11 +178,22 @@ func (r *ClusterReconciler) reconcileRepair(ctx context.Context, id string) (ctr
 	return ctrl.Result{}, nil
 }
 
+// dropEchoes drops the changes that were the operator's own writes after all: the watch
+// may bring a write's event before the write's answer has told the applier its
+// resourceVersion (ownWriteEcho), and by the repair it has.
+func (r *ClusterReconciler) dropEchoes(id string, dirty map[objectKey]string) {
+	for k, rv := range dirty {
+		if rv != "" && r.ownWriteEcho(id, k.gvk, &metav1.ObjectMeta{Namespace: k.namespace, Name: k.name, ResourceVersion: rv}) {
+			delete(dirty, k)
+		}
+	}
+}
+
 // wantedNow is each changed object as the cluster should have it: istiod's as its last
 // pass applied them (in that order), copies from their sources in the mesh cluster's
 // cache. ok is false when one is neither, or the cluster's entry is gone or going:
 // pruning, removal and reporting are a pass's.
-func (r *ClusterReconciler) wantedNow(ctx context.Context, id string, dirty map[objectKey]bool, applied []client.Object) (objs []client.Object, ok bool) {
+func (r *ClusterReconciler) wantedNow(ctx context.Context, id string, dirty map[objectKey]string, applied []client.Object) (objs []client.Object, ok bool) {
 	mc := &v1beta1.ASMMeshConfig{}
 	if err := r.Local.Get(ctx, client.ObjectKey{Name: v1beta1.DefaultName}, mc); err != nil || mc.DeletionTimestamp != nil {
 		return nil, false
@@ -188,7 +204,7 @@ func (r *ClusterReconciler) wantedNow(ctx context.Context, id string, dirty map[
 	left := len(dirty)
 	for _, o := range applied {
 		k := objectKey{o.GetObjectKind().GroupVersionKind(), o.GetNamespace(), o.GetName()}
-		if dirty[k] {
+		if _, changed := dirty[k]; changed {
 			objs = append(objs, o)
 			left--
 			delete(dirty, k)
