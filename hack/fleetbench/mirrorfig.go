@@ -166,7 +166,7 @@ func mirrorFigure(ctx context.Context, f *fleet, counts []int, bandwidth float64
 	qps, burst := remotecluster.DefaultQPS, remotecluster.DefaultBurst
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("One cluster; the objects are VirtualServices, DestinationRules and ServiceEntries in turn, in namespace default, created in the mesh cluster before its entry. "+
-			"First pass: from adding the entry (which connects the cluster and installs its istiod and Istio's CRDs first) until the cluster's API server, read directly, "+
+			"First pass: from adding the entry (which connects the cluster and installs its istiod first, and Istio's CRDs where the cluster lacks them) until the cluster's API server, read directly, "+
 			"holds every copy; in brackets, from its first copy to its last (the mirror's writes), and until the status reported ConfigMirrored True at the new generation with every copy."),
 		fmt.Sprintf("Resync: the manager is stopped (SIGTERM) and a new process started; time from its start to its last request to the cluster before %s without any "+
 			"(its first reconcile: connecting, istiod, the mirror's pass, the switch), and every request it sent to the cluster until then.", quietFor),
