@@ -62,8 +62,8 @@ func newRepairs(pass func(id string)) *repairs {
 		busy: map[string]bool{}, dirty: map[string]map[objectKey]string{}, applied: map[string][]client.Object{}}
 }
 
-// The methods of a nil *repairs (a reconciler not set up with a manager, in unit
-// tests) know nothing and hold nothing back.
+// begin, end, passBegins and appliedIstiod of a nil *repairs (a reconciler not set up
+// with a manager, in unit tests) know nothing and hold nothing back.
 
 // note records that an object of the cluster changed, to resourceVersion rv ("" when
 // deleted), and queues the cluster's repair.
@@ -76,7 +76,7 @@ func (p *repairs) note(id string, gvk schema.GroupVersionKind, namespace, name, 
 	p.mu.Unlock()
 	select {
 	case p.events <- event.TypedGenericEvent[string]{Object: id}:
-	default: // a queued repair of the cluster is pending; it will see this object too
+	default: // too many repairs queued: a pass puts back everything
 		p.pass(id)
 	}
 }
