@@ -71,14 +71,13 @@ func (k *kindWatches) ensure(ctx context.Context, c cache.Cache, kinds []schema.
 			}
 			k.send(target)
 		}
-		changed := func(deleted bool) func(any) {
-			if target == allClusters || k.copyChanged == nil {
-				return notify
-			}
-			return func(o any) { k.copyChanged(target, gvk, o, deleted) }
+		changed, deleted := notify, notify
+		if target != allClusters && k.copyChanged != nil {
+			changed = func(o any) { k.copyChanged(target, gvk, o, false) }
+			deleted = func(o any) { k.copyChanged(target, gvk, o, true) }
 		}
 		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: changed(false), DeleteFunc: changed(true), UpdateFunc: func(_, o any) { changed(false)(o) },
+			AddFunc: changed, DeleteFunc: deleted, UpdateFunc: func(_, o any) { changed(o) },
 		}); err != nil {
 			continue
 		}

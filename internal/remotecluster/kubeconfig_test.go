@@ -212,8 +212,8 @@ func TestDescribeFailureSaysWhatDidNotAnswer(t *testing.T) {
 	}
 }
 
-// TestStatusMessageHidesBodiesThatAreNotKubernetes shows an internal endpoint's answer,
-// reached through a hostile kubeconfig, does not end up in status.
+// TestUnansweredIsALinkNotAnAnswer: a refused connection and a request out of time are
+// a link that did not answer; an API server's refusal or conflict is an answer.
 func TestUnansweredIsALinkNotAnAnswer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,6 +238,8 @@ func TestUnansweredIsALinkNotAnAnswer(t *testing.T) {
 	}
 }
 
+// TestStatusMessageHidesBodiesThatAreNotKubernetes shows an internal endpoint's answer,
+// reached through a hostile kubeconfig, does not end up in status.
 func TestStatusMessageHidesBodiesThatAreNotKubernetes(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
