@@ -289,8 +289,11 @@ func TestIstiodRunsUnderTheTestKubelet(t *testing.T) {
 			return nil
 		})
 		scale(1)
+		// At least one start: a start whose ports another process took meanwhile
+		// (istiod: "bind: address already in use") exits and is restarted, as a
+		// kubelet restarts a crashed container, and counts as a second.
 		eventually(t, 60*time.Second, "Available again", func() error {
-			if d := deployment(); !available(d) || d.Status.ObservedGeneration != d.Generation || kl.Starts() != starts+1 {
+			if d := deployment(); !available(d) || d.Status.ObservedGeneration != d.Generation || kl.Starts() <= starts {
 				return errors.New(formatStatus(d))
 			}
 			return nil
